@@ -1,0 +1,31 @@
+# Two entry points, each sets itself up:  `make demo`  and  `make test`.
+# The virtual environment lives in .venv. On a machine without an NVIDIA GPU the
+# install follows constraints/cpu.txt (the CPU build of torch); with a GPU,
+# pip picks torch's default (CUDA) build.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints/cpu.txt)
+
+.PHONY: install demo test test-fast clean
+
+$(BIN)/.installed: pyproject.toml constraints/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/musicvae sweep sweeps/quickstart.yaml
+
+test: install
+	$(BIN)/python -m pytest -v
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) .musicvae mlflow.db

@@ -1,0 +1,73 @@
+"""The data every trial of a sweep shares: a matrix of features plus evaluation labels.
+
+:func:`load_feature_set` is the data side of the flow in one call:
+source -> (Ray Data extraction into the feature store) -> standardised matrix.
+The labels ride along for evaluation only; they never enter ``features``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import StandardScaler
+
+from musicvae.config import DataConfig, TableSource, expand_path
+from musicvae.features.extract import ExtractionReport, extract_features
+from musicvae.features.store import SkippedFile
+from musicvae.sources import list_tracks, read_feature_table
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    track_ids: list[str]
+    features: np.ndarray  # (n_tracks, n_features) float32, standardised if configured
+    feature_names: list[str]
+    labels: np.ndarray | None  # int codes into label_names; evaluation only
+    label_names: list[str]
+    text: pd.DataFrame = field(repr=False)  # metadata text per track (no labels)
+    skipped: list[SkippedFile] = field(default_factory=list, repr=False)
+    summary: str = ""
+
+    @property
+    def n_labels(self) -> int | None:
+        return len(self.label_names) if self.labels is not None else None
+
+
+def _encode_labels(labels: list | None) -> tuple[np.ndarray | None, list[str]]:
+    if labels is None or all(label is None for label in labels):
+        return None, []
+    if any(label is None for label in labels):
+        # Partial labels would make ARI/NMI silently refer to a subset: refuse clearly.
+        missing = sum(label is None for label in labels)
+        raise ValueError(f"{missing} of {len(labels)} tracks have no label; label all tracks or none")
+    names = sorted(set(map(str, labels)))
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[str(label)] for label in labels], dtype=np.int64), names
+
+
+def load_feature_set(cfg: DataConfig) -> FeatureSet:
+    """Everything a sweep needs from the data, ready for trials."""
+    if isinstance(cfg.source, TableSource):
+        table = read_feature_table(cfg.source)
+        track_ids, raw, names, labels, text = table.track_ids, table.features, table.feature_names, table.labels, table.text
+        skipped: list[SkippedFile] = []
+        summary = f"Features: {len(track_ids)} tracks x {len(names)} features from {cfg.source.path}"
+    else:
+        tracks = list_tracks(cfg.source, cfg.cache_dir)
+        store, report = extract_features(tracks, cfg.audio, expand_path(cfg.cache_dir))
+        kept = tracks.set_index("track_id").loc[store.features["track_id"]].reset_index()
+        track_ids = kept["track_id"].tolist()
+        names = [c for c in store.features.columns if c != "track_id"]
+        raw = store.features[names].to_numpy(dtype=np.float32)
+        labels = kept["label"].tolist()
+        text = kept.drop(columns=["path", "label"])
+        skipped, summary = report.skipped, report.summary()
+
+    codes, label_names = _encode_labels(labels)
+    features = StandardScaler().fit_transform(raw).astype(np.float32) if cfg.standardize else raw
+    return FeatureSet(track_ids, features, names, codes, label_names, text, skipped, summary)
+
+
+__all__ = ["FeatureSet", "load_feature_set", "ExtractionReport"]

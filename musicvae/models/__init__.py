@@ -1,0 +1,1 @@
+"""Embedding models: the PCA baseline and the VAE family."""

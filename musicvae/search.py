@@ -1,0 +1,91 @@
+"""The search space of a sweep file as an Optuna define-by-run space for Ray Tune.
+
+Ray checkpoints the searcher by pickling it, so the space is a module-level
+callable class rather than a closure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from musicvae.config import NEURAL_MODELS, NEURAL_ONLY_PARAMS, ParamSpec, Range, SearchConfig, TrialParams
+
+
+def _suggest(trial: Any, name: str, spec: ParamSpec) -> tuple[Any, bool]:
+    """Sample one parameter; returns (value, was_sampled). Scalars are constants."""
+    if isinstance(spec, Range):
+        if TrialParams.model_fields[name].annotation is int:
+            step = int(spec.step) if spec.step else 1
+            return trial.suggest_int(name, int(spec.low), int(spec.high), step=step, log=spec.log), True
+        return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log), True
+    if isinstance(spec, list):
+        return trial.suggest_categorical(name, spec), True
+    return spec, False
+
+
+@dataclass(frozen=True)
+class DefineByRun:
+    """Called by Optuna once per trial; returns the constants of the space.
+
+    The model is drawn first; parameters that only a neural model uses (β,
+    epochs, ...) are drawn only when the model is neural, so Optuna never
+    attributes a PCA trial's score to a β that had no effect.
+    """
+
+    space: dict[str, ParamSpec]
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        constants: dict[str, Any] = {}
+        model, sampled = _suggest(trial, "model", self.space.get("model", TrialParams().model))
+        if not sampled:
+            constants["model"] = model
+        for name, spec in self.space.items():
+            if name == "model" or (name in NEURAL_ONLY_PARAMS and model not in NEURAL_MODELS):
+                continue
+            value, sampled = _suggest(trial, name, spec)
+            if not sampled:
+                constants[name] = value
+        return constants
+
+
+class FinalResultOptunaSearch(OptunaSearch):
+    """OptunaSearch that ignores per-epoch results lacking the objective.
+
+    Ray's OptunaSearch forwards every intermediate result to Optuna and raises
+    KeyError when one lacks the objective; our trials report losses every
+    epoch and the clustering metrics only at the end. Optuna needs intermediate
+    values only for its own pruners, which we do not use (Tune's schedulers
+    stop trials early), so such results are skipped.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.metric in result:
+            super().on_trial_result(trial_id, result)
+
+
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+
+
+def optuna_search(space: dict[str, ParamSpec], search: SearchConfig) -> FinalResultOptunaSearch:
+    return FinalResultOptunaSearch(
+        space=DefineByRun(space), metric=search.metric, mode=search.resolved_mode, sampler=SAMPLERS[search.sampler](seed=search.seed)
+    )
+
+
+def describe_space(space: dict[str, ParamSpec]) -> list[str]:
+    lines = []
+    for name, spec in space.items():
+        if isinstance(spec, Range):
+            kind = "int" if TrialParams.model_fields[name].annotation is int else "float"
+            text = f"{kind}{' log' if spec.log else ''} [{spec.low:g}, {spec.high:g}]" + (f" step {spec.step:g}" if spec.step else "")
+        elif isinstance(spec, list):
+            text = f"choice {spec}"
+        else:
+            text = f"fixed {spec}"
+        scope = "  (neural models only)" if name in NEURAL_ONLY_PARAMS else ""
+        lines.append(f"  {name:<14}{text}{scope}")
+    return lines

@@ -1,0 +1,221 @@
+"""Where tracks come from: a folder, a CSV manifest, the FMA layout, or the demo.
+
+Every audio source becomes the same table, one row per track:
+``track_id``, ``path`` (absolute), ``label`` (None when unknown) and text
+columns (title, artist, ...) for the text modality. Labels are carried for
+evaluation only; no text column may hold them.
+
+A features-only table (precomputed features) is the other kind of source and
+is read by :func:`read_feature_table`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from musicvae.config import (
+    FMASource,
+    FolderSource,
+    ManifestSource,
+    SynthSource,
+    TableSource,
+    expand_path,
+)
+from musicvae.features.audio import AUDIO_EXTENSIONS
+
+TEXT_COLUMNS = ("title", "artist", "album")
+
+# Columns that hold a genre in common catalogues: never features, never text.
+GENRE_LIKE_COLUMNS = frozenset({"label", "genre", "genres", "genre_id", "genre_top", "genres_all", "top_genre", "class", "target"})
+
+
+class SourceError(ValueError):
+    """A source that cannot be read; the message says which file and why."""
+
+
+def _tracks_frame(rows: pd.DataFrame, text_columns: list[str]) -> pd.DataFrame:
+    columns = ["track_id", "path", "label", *text_columns]
+    frame = rows.reindex(columns=columns)
+    frame["track_id"] = frame["track_id"].astype(str)
+    frame["label"] = frame["label"].astype(object).where(frame["label"].notna(), None)
+    if frame["track_id"].duplicated().any():
+        dupes = frame.loc[frame["track_id"].duplicated(), "track_id"].head(5).tolist()
+        raise SourceError(f"duplicate track ids, e.g. {dupes}")
+    return frame.reset_index(drop=True)
+
+
+def folder_tracks(source: FolderSource) -> pd.DataFrame:
+    root = expand_path(source.root).resolve()
+    if not root.is_dir():
+        raise SourceError(f"data.source.root: {root} is not a directory")
+    rows = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
+            continue
+        relative = path.relative_to(root)
+        label = relative.parts[0] if len(relative.parts) > 1 else None
+        rows.append({"track_id": relative.with_suffix("").as_posix(), "path": str(path), "label": label})
+    if not rows:
+        raise SourceError(f"data.source.root: no {'/'.join(AUDIO_EXTENSIONS)} files under {root}")
+    return _tracks_frame(pd.DataFrame(rows), [])
+
+
+def manifest_tracks(source: ManifestSource) -> pd.DataFrame:
+    manifest = expand_path(source.path).resolve()
+    try:
+        table = pd.read_csv(manifest)
+    except FileNotFoundError:
+        raise SourceError(f"data.source.path: {manifest} does not exist") from None
+    if source.path_column not in table.columns:
+        raise SourceError(f"{manifest}: no '{source.path_column}' column (columns: {list(table.columns)})")
+    paths = table[source.path_column].astype(str)
+    table["path"] = [str(p if Path(p).is_absolute() else manifest.parent / p) for p in paths]
+    table["label"] = table[source.label_column] if source.label_column in table.columns else None
+    if source.id_column:
+        table["track_id"] = table[source.id_column]
+    elif "track_id" not in table.columns:
+        table["track_id"] = [Path(p).stem for p in paths]
+    text_columns = [c for c in source.text_columns if c in table.columns and c not in GENRE_LIKE_COLUMNS]
+    return _tracks_frame(table, text_columns)
+
+
+def fma_track_path(audio_dir: Path, track_id: int) -> Path:
+    """FMA stores track 2 as ``000/000002.mp3``: the folder is the first three digits."""
+    name = f"{track_id:06d}"
+    return audio_dir / name[:3] / f"{name}.mp3"
+
+
+FMA_SUBSETS = {"small": ("small",), "medium": ("small", "medium"), "large": ("small", "medium", "large")}
+
+
+def fma_tracks(source: FMASource) -> pd.DataFrame:
+    """Tracks of an FMA subset, with genre_top as label, sampled per genre with a seed.
+
+    Only title, artist name and album title become text: genre_top, genres,
+    genres_all and tags all name the genre and would leak the label.
+    """
+    tracks_csv = expand_path(source.metadata_dir) / "tracks.csv"
+    try:
+        tracks = pd.read_csv(tracks_csv, index_col=0, header=[0, 1], low_memory=False)
+    except FileNotFoundError:
+        raise SourceError(f"data.source.metadata_dir: {tracks_csv} does not exist") from None
+    needed = [("set", "subset"), ("track", "genre_top")]
+    missing = [c for c in needed if c not in tracks.columns]
+    if missing:
+        raise SourceError(f"{tracks_csv}: missing columns {missing}; is this FMA's tracks.csv (two header rows)?")
+
+    tracks = tracks[tracks[("set", "subset")].isin(FMA_SUBSETS[source.subset])]
+    tracks = tracks[tracks[("track", "genre_top")].notna()]
+    if source.genres:
+        unknown = sorted(set(source.genres) - set(tracks[("track", "genre_top")]))
+        if unknown:
+            raise SourceError(f"data.source.genres: {unknown} not found in the {source.subset} subset")
+        tracks = tracks[tracks[("track", "genre_top")].isin(source.genres)]
+    if source.per_genre:
+        rng = np.random.default_rng(source.seed)
+        picked = []
+        for _, group in tracks.groupby(("track", "genre_top"), sort=True):
+            take = min(source.per_genre, len(group))
+            picked.extend(sorted(rng.choice(group.index.to_numpy(), size=take, replace=False)))
+        tracks = tracks.loc[sorted(picked)]
+
+    audio_dir = expand_path(source.audio_dir).resolve()
+    rows = pd.DataFrame(
+        {
+            "track_id": tracks.index.astype(str),
+            "path": [str(fma_track_path(audio_dir, int(tid))) for tid in tracks.index],
+            "label": tracks[("track", "genre_top")].to_numpy(),
+            "title": tracks.get(("track", "title")),
+            "artist": tracks.get(("artist", "name")),
+            "album": tracks.get(("album", "title")),
+        }
+    )
+    return _tracks_frame(rows, list(TEXT_COLUMNS))
+
+
+def synth_tracks(source: SynthSource, cache_dir: str) -> pd.DataFrame:
+    """The demo collection, generated once into the cache and reused."""
+    from musicvae.synth import synthesize_collection
+
+    out = expand_path(source.out) if source.out else expand_path(cache_dir) / "demo_data" / f"seed{source.seed}_n{source.per_genre}"
+    if not (out / "metadata.csv").exists():
+        print(f"Generating the demo collection in {out} ...", flush=True)
+        synthesize_collection(out, per_genre=source.per_genre, seed=source.seed, clip_seconds=source.clip_seconds)
+    return manifest_tracks(ManifestSource(kind="manifest", path=str(out / "metadata.csv"), text_columns=["title", "artist"]))
+
+
+def list_tracks(source: FolderSource | ManifestSource | FMASource | SynthSource, cache_dir: str) -> pd.DataFrame:
+    if isinstance(source, FolderSource):
+        return folder_tracks(source)
+    if isinstance(source, ManifestSource):
+        return manifest_tracks(source)
+    if isinstance(source, FMASource):
+        return fma_tracks(source)
+    if isinstance(source, SynthSource):
+        return synth_tracks(source, cache_dir)
+    raise TypeError(f"not an audio source: {type(source).__name__}")
+
+
+# ------------------------------------------------------------- feature tables
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Precomputed features: one row per track."""
+
+    track_ids: list[str]
+    features: np.ndarray  # (n_tracks, n_features) float32
+    feature_names: list[str]
+    labels: list[str] | None
+    text: pd.DataFrame  # non-numeric metadata (artist, title, ...) for the text modality
+
+
+def read_feature_table(source: TableSource) -> FeatureTable:
+    """Read a CSV/Parquet table; numeric columns are features unless named as id or label.
+
+    Genre-like columns (``genre``, ``genre_id``, ...) are never used as features
+    even when numeric, so a forgotten ``label_column`` cannot leak the answer.
+    """
+    path = expand_path(source.path)
+    if not path.exists():
+        raise SourceError(f"data.source.path: {path} does not exist")
+    table = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    if source.id_column not in table.columns:
+        raise SourceError(f"{path}: no id column '{source.id_column}' (columns start {list(table.columns)[:6]})")
+    labels = None
+    if source.label_column:
+        if source.label_column not in table.columns:
+            if source.label_column != "label":  # the default may simply be absent
+                raise SourceError(f"data.source.label_column: '{source.label_column}' is not a column of {path}")
+        else:
+            labels = table[source.label_column].astype(str).tolist()
+
+    excluded = {source.id_column, source.label_column} | GENRE_LIKE_COLUMNS
+    if source.feature_columns:
+        missing = [c for c in source.feature_columns if c not in table.columns]
+        if missing:
+            raise SourceError(f"data.source.feature_columns: {missing} not in {path}")
+        leaking = [c for c in source.feature_columns if c in excluded]
+        if leaking:
+            raise SourceError(f"data.source.feature_columns: {leaking} are id/label columns, not features")
+        feature_names = list(source.feature_columns)
+    else:
+        feature_names = [c for c in table.columns if c not in excluded and pd.api.types.is_numeric_dtype(table[c])]
+    if not feature_names:
+        raise SourceError(f"{path}: no numeric feature columns")
+    text_columns = [c for c in table.columns if c not in excluded and c not in feature_names]
+    features = table[feature_names].to_numpy(dtype=np.float32)
+    if not np.isfinite(features).all():
+        bad = int((~np.isfinite(features)).any(axis=1).sum())
+        raise SourceError(f"{path}: {bad} rows have missing or non-finite features")
+    return FeatureTable(
+        track_ids=table[source.id_column].astype(str).tolist(),
+        features=features,
+        feature_names=feature_names,
+        labels=labels,
+        text=table[text_columns].reset_index(drop=True),
+    )
