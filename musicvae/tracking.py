@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
-import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -32,8 +32,11 @@ RAY_FIELDS = frozenset(
 
 
 def connect(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
-    """A client and the experiment id (created on first use)."""
-    mlflow.set_tracking_uri(tracking_uri)
+    """A client and the experiment id (created on first use).
+
+    Deliberately no ``mlflow.set_tracking_uri``: it also sets the process's
+    MLFLOW_TRACKING_URI, which would leak into every later run and subprocess.
+    """
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
@@ -100,10 +103,21 @@ class MLflowTrialCallback(tune.Callback):
         run_id = self.run_ids.get(trial.trial_id)
         if not run_id:
             return
-        error = trial.get_error()
-        reason = str(getattr(error, "cause", None) or error or "unknown error").strip().splitlines()
-        self.client.log_batch(run_id, tags=[RunTag("musicvae.error", (reason[-1] if reason else "unknown error")[:5000])])
+        self.client.log_batch(run_id, tags=[RunTag("musicvae.error", trial_error(trial))])
         self.client.set_terminated(run_id, status="FAILED")
+
+
+def trial_error(trial: Any) -> str:
+    """The last line of a failed trial's traceback, e.g. 'ValueError: n_samples=36 should be >= n_clusters=40.'.
+
+    Tune writes the error file in the driver's staging folder before calling
+    callbacks; the copy in (possibly remote) storage may not be synced yet.
+    """
+    text = ""
+    if trial.error_file and Path(trial.error_file).exists():
+        text = Path(trial.error_file).read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else "unknown error")[:5000]
 
 
 def close_unfinished_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:

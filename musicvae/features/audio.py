@@ -6,6 +6,8 @@ serial loop (the benchmark's baseline) as well as from Ray Data batches.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from musicvae.config import AudioFeatureConfig
@@ -20,26 +22,47 @@ class AudioError(Exception):
 def decode(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
     """Mono float32 samples at ``cfg.sample_rate``, of at most ``cfg.duration`` seconds.
 
-    librosa decodes through soundfile (libsndfile), which reads WAV, FLAC, OGG
-    and MP3 without ffmpeg. Every failure becomes an AudioError with a reason.
+    Reads through soundfile (libsndfile: WAV, FLAC, OGG, MP3, no ffmpeg needed)
+    rather than ``librosa.load``, for two reasons: librosa falls back to
+    audioread on any soundfile error, which hides the real reason behind
+    "no backend"; and we need the header's length to catch truncated files
+    (an MP3 cut after 20 kB decodes half a second of a "30 s" track).
+    Every failure becomes an AudioError with a reason.
     """
-    import librosa  # heavy import, kept out of module import time
+    import librosa  # heavy imports, kept out of module import time
+    import soundfile as sf
 
     try:
-        samples, _ = librosa.load(path, sr=cfg.sample_rate, mono=True, offset=cfg.offset, duration=cfg.duration)
-    except FileNotFoundError:
-        raise AudioError("file not found") from None
-    except Exception as exc:  # soundfile/audioread raise many types; all mean "unreadable"
+        with sf.SoundFile(path) as audio:
+            native_rate, total_frames = audio.samplerate, audio.frames
+            start = int(cfg.offset * native_rate)
+            if start >= total_frames:
+                raise AudioError(f"offset {cfg.offset} s is past the end ({total_frames / native_rate:.2f} s)")
+            wanted = total_frames - start if cfg.duration is None else min(int(cfg.duration * native_rate), total_frames - start)
+            audio.seek(start)
+            samples = audio.read(wanted, dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except Exception as exc:  # LibsndfileError, RuntimeError, OSError: all mean "unreadable"
+        if not os.path.exists(path):
+            raise AudioError("file not found") from None
         raise AudioError(f"cannot decode: {type(exc).__name__}: {str(exc).strip()[:200]}") from None
-    if samples.size == 0:
-        raise AudioError("no audio samples (empty file or offset past the end)")
+    if samples.shape[0] == 0:
+        raise AudioError("no audio samples (empty file)")
+    if samples.shape[0] < 0.9 * wanted:
+        raise AudioError(
+            f"truncated: the header promises {wanted / native_rate:.2f} s here, only {samples.shape[0] / native_rate:.2f} s decode"
+        )
+    samples = samples.mean(axis=1)
+    if native_rate != cfg.sample_rate:
+        samples = librosa.resample(samples, orig_sr=native_rate, target_sr=cfg.sample_rate)
     if samples.size < cfg.n_fft:
         raise AudioError(f"too short: {samples.size / cfg.sample_rate:.3f} s, fewer samples than one FFT frame")
     if not np.isfinite(samples).all():
         raise AudioError("non-finite samples")
     if float(np.max(np.abs(samples))) < 1e-6:
         raise AudioError("silent: all samples are zero")
-    return samples
+    return samples.astype(np.float32)
 
 
 def mfcc_summary(samples: np.ndarray, cfg: AudioFeatureConfig) -> np.ndarray:

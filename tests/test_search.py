@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from musicvae.config import SearchConfig, parse_sweep
+from musicvae.search import DefineByRun, describe_space, optuna_search
+
+
+def sample(space: dict, n: int = 40, seed: int = 0) -> list[dict]:
+    cfg = parse_sweep({"name": "t", "space": space})
+    define = DefineByRun(cfg.space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        constants = define(trial)
+        configs.append({**trial.params, **constants})
+        study.tell(trial, 0.0)
+    return configs
+
+
+def test_neural_parameters_never_appear_in_pca_trials() -> None:
+    configs = sample({"model": ["pca", "vae"], "beta": {"low": 0.1, "high": 10, "log": True}, "epochs": 5, "latent_dim": [8, 16]})
+    pca = [c for c in configs if c["model"] == "pca"]
+    vae = [c for c in configs if c["model"] == "vae"]
+    assert pca and vae
+    assert all("beta" not in c and "epochs" not in c for c in pca)
+    assert all(0.1 <= c["beta"] <= 10 and c["epochs"] == 5 for c in vae)
+    assert all(c["latent_dim"] in (8, 16) for c in configs)
+
+
+def test_int_ranges_sample_ints_and_constants_pass_through() -> None:
+    configs = sample({"model": "vae", "latent_dim": {"low": 4, "high": 64, "step": 4}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}})
+    assert all(c["model"] == "vae" for c in configs)
+    assert all(isinstance(c["latent_dim"], int) and c["latent_dim"] % 4 == 0 for c in configs)
+    assert all(isinstance(c["lr"], float) for c in configs)
+
+
+def test_searcher_pickles_for_tune_checkpoints() -> None:
+    import pickle
+
+    cfg = parse_sweep({"name": "t", "space": {"model": ["pca", "vae"]}})
+    searcher = optuna_search(cfg.space, SearchConfig(metric="davies_bouldin"))
+    assert searcher.mode == "min"
+    pickle.dumps(searcher._space)
+
+
+def test_describe_space() -> None:
+    cfg = parse_sweep({"name": "t", "space": {"beta": {"low": 0.5, "high": 8, "log": True}, "model": ["vae"]}})
+    text = "\n".join(describe_space(cfg.space))
+    assert "float log [0.5, 8]" in text and "neural models only" in text
+
+
+@pytest.mark.parametrize("metric, mode", [("silhouette", "max"), ("davies_bouldin", "min"), ("calinski_harabasz", "max")])
+def test_metric_direction(metric: str, mode: str) -> None:
+    assert SearchConfig(metric=metric).resolved_mode == mode

@@ -1,0 +1,109 @@
+"""End to end through real Ray (local), real Optuna and a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from musicvae.config import parse_sweep
+from musicvae.sweep import run_sweep
+from musicvae.tracking import close_unfinished_children, connect
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep_config(tmp_path: Path, collection: Path, **overrides) -> dict:
+    raw = {
+        "name": "e2e",
+        "data": {
+            "source": {"kind": "manifest", "path": str(collection / "metadata.csv"), "text_columns": ["title", "artist"]},
+            "audio": {"duration": 1.0},
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "space": {"model": ["pca", "vae"], "latent_dim": [4, 8], "epochs": 5, "beta": {"low": 0.5, "high": 4.0, "log": True}, "n_clusters": [6, 40]},
+        "search": {"num_samples": 5, "max_concurrent_trials": 2, "sampler": "random", "seed": 3},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "e2e"},
+        "storage_path": str(tmp_path / "ray_results"),
+    }
+    raw.update(overrides)
+    return raw
+
+
+@pytest.mark.slow
+def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Path, tiny_collection: Path, monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = parse_sweep(sweep_config(tmp_path, tiny_collection))
+    outcome = run_sweep(cfg, "name: e2e\n")
+    # The sweep's store must not leak into the process environment (and so into later runs).
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+
+    mlflow.set_tracking_uri(outcome.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=["e2e"], output_format="list")
+    parents = [r for r in runs if r.data.tags.get("musicvae.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outcome.parent_run_id]
+    assert len(parents) == 1 and parents[0].info.run_id == outcome.parent_run_id
+    assert len(children) == 5 == len(runs) - 1
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.params["objective"] == "silhouette" and parents[0].data.params["n_tracks"] == "36"
+
+    # 40 clusters cannot be made from 36 tracks: those trials fail, are recorded, and the sweep goes on.
+    by_k = {k: [r for r in children if r.data.params["n_clusters"] == k] for k in ("6", "40")}
+    assert by_k["6"] and by_k["40"], "the seeded random sampler should draw both values of n_clusters"
+    for run in by_k["40"]:
+        assert run.info.status == "FAILED"
+        assert "n_samples" in run.data.tags["musicvae.error"] or "n_clusters" in run.data.tags["musicvae.error"]
+    client = MlflowClient(outcome.tracking_uri)
+    for run in by_k["6"]:
+        assert run.info.status == "FINISHED"
+        assert {"silhouette", "calinski_harabasz", "davies_bouldin", "ari", "nmi", "purity"} <= set(run.data.metrics)
+        assert run.data.tags["musicvae.sweep"] == "e2e"
+        if run.data.params["model"] == "vae":
+            assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 5  # one point per epoch
+            assert "beta" in run.data.params
+        else:
+            assert "beta" not in run.data.params  # conditional: β only for the VAE
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
+
+    artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
+    assert {"sweep.yaml", "leaderboard.csv", "leaderboard.txt", "extraction.txt"} <= artifacts
+    table = outcome.leaderboard
+    assert len(table) == 5 and (table["status"] == "FAILED").sum() == len(by_k["40"])
+    ok = table[table["status"] == "OK"]
+    assert ok["silhouette"].is_monotonic_decreasing  # best first, by the label-free objective
+
+
+def test_interrupted_sweep_leaves_no_run_running(tmp_path: Path) -> None:
+    client, experiment_id = connect(f"sqlite:///{tmp_path / 'm.db'}", "x")
+    parent = client.create_run(experiment_id).info.run_id
+    child = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent}).info.run_id
+    other = client.create_run(experiment_id).info.run_id
+    assert close_unfinished_children(client, experiment_id, parent) == 1
+    assert client.get_run(child).info.status == "FAILED"
+    assert client.get_run(other).info.status == "RUNNING"  # not ours: untouched
+
+
+@pytest.mark.slow
+def test_quickstart_demo_runs_from_the_cli(tmp_path: Path) -> None:
+    """The README's main job, exactly as a user runs it (in a scratch working directory)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "musicvae.cli", "sweep", str(REPO / "sweeps" / "quickstart.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},  # the embedded default, as for a user
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Leaderboard" in proc.stdout and "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["musicvae"], output_format="list")
+    parents = [r for r in runs if r.data.tags.get("musicvae.role") == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 10 and all(r.info.status == "FINISHED" for r in children)
