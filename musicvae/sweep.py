@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from musicvae.config import SweepConfig, TrialParams, expand_path
+from musicvae.config import NEURAL_MODELS, NEURAL_ONLY_PARAMS, SweepConfig, TrialParams, expand_path
 from musicvae.dataset import FeatureSet, load_feature_set
 from musicvae.metrics import EXTERNAL, INTERNAL
 from musicvae.search import describe_space, optuna_search
@@ -84,11 +84,13 @@ def tune_trainable(config: dict[str, Any], data: FeatureSet, cpus: float = 1.0) 
 
 def leaderboard(results: Any, metric: str, mode: str) -> pd.DataFrame:
     """One row per trial, best first by the objective; failed trials last."""
+    defaults = TrialParams()
     rows = []
     for result in results:
         config, metrics = result.config or {}, result.metrics or {}
-        row = {"trial": metrics.get("trial_id", "?"), "status": "FAILED" if result.error else "OK"}
-        row.update({p: config.get(p, getattr(TrialParams(), p) if p == "seed" else "") for p in LEADERBOARD_PARAMS})
+        neural = config.get("model", defaults.model) in NEURAL_MODELS
+        row = {"trial": Path(result.path).name if result.path else "?", "status": "FAILED" if result.error else "OK"}
+        row.update({p: config.get(p, getattr(defaults, p) if neural or p not in NEURAL_ONLY_PARAMS else "") for p in LEADERBOARD_PARAMS})
         row.update({m: metrics.get(m, math.nan) for m in LEADERBOARD_METRICS})
         row["seconds"] = metrics.get("time_total_s", math.nan)
         if result.error:
