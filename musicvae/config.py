@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -167,18 +168,25 @@ class Range(StrictModel):
 ParamSpec = Union[Range, list[Scalar], Scalar]
 
 
+def param_kind(name: str) -> Literal["int", "float", "categorical"]:
+    """How a range over this TrialParams field is sampled (``n_clusters: int | None`` is an int)."""
+    annotation = TrialParams.model_fields[name].annotation
+    numeric = {int, float} & ({annotation} | set(typing.get_args(annotation)))
+    if numeric == {int}:
+        return "int"
+    return "float" if numeric == {float} else "categorical"
+
+
 def _check_param(name: str, spec: Any) -> None:
     """Validate a space entry against TrialParams, so bad values fail before Ray starts."""
     if name not in TrialParams.model_fields:
         known = ", ".join(TrialParams.model_fields)
         raise ValueError(f"{name}: unknown parameter (known: {known})")
     if isinstance(spec, Range):
-        annotation = TrialParams.model_fields[name].annotation
-        if annotation not in (int, float):
+        kind = param_kind(name)
+        if kind == "categorical":
             raise ValueError(f"{name}: a range needs a numeric parameter, '{name}' is categorical")
-        candidates = [spec.low, spec.high]
-        if annotation is int:
-            candidates = [int(spec.low), int(spec.high)]
+        candidates = [int(spec.low), int(spec.high)] if kind == "int" else [spec.low, spec.high]
     elif isinstance(spec, list):
         if not spec:
             raise ValueError(f"{name}: empty list of choices")

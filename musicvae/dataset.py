@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
 from musicvae.config import DataConfig, TableSource, expand_path
-from musicvae.features.extract import ExtractionReport, extract_features
+from musicvae.features.extract import extract_features
 from musicvae.features.store import SkippedFile
 from musicvae.sources import list_tracks, read_feature_table
 
@@ -68,6 +68,3 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
     codes, label_names = _encode_labels(labels)
     features = StandardScaler().fit_transform(raw).astype(np.float32) if cfg.standardize else raw
     return FeatureSet(track_ids, features, names, codes, label_names, text, skipped, summary)
-
-
-__all__ = ["FeatureSet", "load_feature_set", "ExtractionReport"]

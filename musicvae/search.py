@@ -6,19 +6,21 @@ callable class rather than a closure.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from musicvae.config import NEURAL_MODELS, NEURAL_ONLY_PARAMS, ParamSpec, Range, SearchConfig, TrialParams
+from musicvae.config import NEURAL_MODELS, NEURAL_ONLY_PARAMS, ParamSpec, Range, SearchConfig, TrialParams, param_kind
 
 
 def _suggest(trial: Any, name: str, spec: ParamSpec) -> tuple[Any, bool]:
     """Sample one parameter; returns (value, was_sampled). Scalars are constants."""
     if isinstance(spec, Range):
-        if TrialParams.model_fields[name].annotation is int:
+        if param_kind(name) == "int":
             step = int(spec.step) if spec.step else 1
             return trial.suggest_int(name, int(spec.low), int(spec.high), step=step, log=spec.log), True
         return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log), True
@@ -52,15 +54,35 @@ class DefineByRun:
         return constants
 
 
-class FinalResultOptunaSearch(OptunaSearch):
-    """OptunaSearch that ignores per-epoch results lacking the objective.
+class SweepSearch(OptunaSearch):
+    """Ray's OptunaSearch, adapted to how musicvae trials behave.
 
-    Ray's OptunaSearch forwards every intermediate result to Optuna and raises
-    KeyError when one lacks the objective; our trials report losses every
-    epoch and the clustering metrics only at the end. Optuna needs intermediate
-    values only for its own pruners, which we do not use (Tune's schedulers
-    stop trials early), so such results are skipped.
+    * Per-epoch results are skipped. Ray forwards every intermediate result to
+      Optuna and raises KeyError when one lacks the objective; our trials
+      report losses every epoch and the clustering metrics only at the end.
+      Optuna needs intermediate values only for its own pruners, which we do
+      not use (Tune's schedulers stop trials early).
+    * Identical configurations are not run twice. Trials are seeded, so a
+      repeat reproduces a result we already have; on small categorical spaces
+      (PCA has few settings) TPE's random start-up often draws one. Such an
+      ask is told to Optuna as FAILED (TPE ignores failed trials, so nothing
+      is biased) and a new one is drawn. To repeat a configuration on purpose,
+      put ``seed`` in the space.
     """
+
+    MAX_REDRAWS = 25
+
+    def suggest(self, trial_id: str) -> dict | None:
+        seen = self.__dict__.setdefault("_seen_configs", set())  # not in Ray's checkpoint: rebuilt lazily
+        config = super().suggest(trial_id)
+        for _ in range(self.MAX_REDRAWS):
+            key = json.dumps(config, sort_keys=True, default=str)
+            if key not in seen:
+                break
+            self._ot_study.tell(self._ot_trials.pop(trial_id), state=TrialState.FAIL)
+            config = super().suggest(trial_id)
+        seen.add(json.dumps(config, sort_keys=True, default=str))  # an exhausted space may still repeat
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self.metric in result:
@@ -70,8 +92,8 @@ class FinalResultOptunaSearch(OptunaSearch):
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
 
 
-def optuna_search(space: dict[str, ParamSpec], search: SearchConfig) -> FinalResultOptunaSearch:
-    return FinalResultOptunaSearch(
+def optuna_search(space: dict[str, ParamSpec], search: SearchConfig) -> SweepSearch:
+    return SweepSearch(
         space=DefineByRun(space), metric=search.metric, mode=search.resolved_mode, sampler=SAMPLERS[search.sampler](seed=search.seed)
     )
 
@@ -80,7 +102,7 @@ def describe_space(space: dict[str, ParamSpec]) -> list[str]:
     lines = []
     for name, spec in space.items():
         if isinstance(spec, Range):
-            kind = "int" if TrialParams.model_fields[name].annotation is int else "float"
+            kind = param_kind(name)
             text = f"{kind}{' log' if spec.log else ''} [{spec.low:g}, {spec.high:g}]" + (f" step {spec.step:g}" if spec.step else "")
         elif isinstance(spec, list):
             text = f"choice {spec}"

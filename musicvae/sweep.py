@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,12 +154,81 @@ def _init_ray() -> bool:
 
 
 def _ui_command(uri: str) -> str:
-    return f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else f"open {uri} in a browser"
+    if not uri.startswith("sqlite:"):
+        return f"open {uri} in a browser"
+    mlflow_bin = Path(sys.executable).parent / "mlflow"  # works without activating the venv
+    return f"{mlflow_bin if mlflow_bin.exists() else 'mlflow'} ui --backend-store-uri {uri}"
+
+
+def check_clusters(cfg: SweepConfig, data: FeatureSet) -> None:
+    """k comes from the labels unless the space sets it; fail before any trial if neither can."""
+    if "n_clusters" in cfg.space:
+        return
+    if data.n_labels is None:
+        raise ValueError("the data has no labels: set space.n_clusters in the sweep file")
+    if data.n_labels < 2:
+        raise ValueError(f"the data has a single label ({data.label_names[0]}); set space.n_clusters in the sweep file")
+
+
+def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list) -> Any:
+    from ray import tune
+
+    # Trials report losses every epoch and the clustering metrics (the
+    # objective) once at the end; Tune's strict check wants the objective in
+    # every result. The metric name itself is validated by the sweep file's
+    # schema, which is what that check guards against.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    cpus = cfg.resources.cpus_per_trial
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trainable, data=data, cpus=cpus),  # the data goes to the object store once
+        {"cpu": cpus, "gpu": cfg.resources.gpus_per_trial},
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=optuna_search(cfg.space, cfg.search),
+            num_samples=cfg.search.num_samples,
+            max_concurrent_trials=cfg.search.max_concurrent_trials,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(expand_path(cfg.storage_path).resolve()),
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=0),  # a failed trial is recorded, not retried
+            verbose=1,
+        ),
+    )
+
+
+def _sweep_params(cfg: SweepConfig, data: FeatureSet) -> dict[str, Any]:
+    return {
+        "sweep": cfg.name,
+        "source": cfg.data.source.kind,
+        "n_tracks": len(data.track_ids),
+        "n_features": data.features.shape[1],
+        "n_labels": data.n_labels or 0,
+        "n_skipped": len(data.skipped),
+        "objective": cfg.search.metric,
+        "mode": cfg.search.resolved_mode,
+        "sampler": cfg.search.sampler,
+        "num_samples": cfg.search.num_samples,
+        "max_concurrent_trials": cfg.search.max_concurrent_trials,
+    }
+
+
+def _summary_metrics(table: pd.DataFrame) -> dict[str, float]:
+    ok = table[table["status"] == "OK"]
+    metrics = {"n_trials_ok": float(len(ok)), "n_trials_failed": float(len(table) - len(ok))}
+    if len(ok):
+        metrics.update({f"best_{m}": float(ok.iloc[0][m]) for m in LEADERBOARD_METRICS if pd.notna(ok.iloc[0][m])})
+    return metrics
 
 
 def run_sweep(cfg: SweepConfig, sweep_yaml: str = "") -> SweepOutcome:
+    """Run the whole sweep; the MLflow parent run ends FINISHED, or FAILED if the sweep itself fails."""
     import ray
-    from ray import tune
 
     from musicvae import tracking
 
@@ -167,71 +237,20 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "") -> SweepOutcome:
     try:
         data = load_feature_set(cfg.data)
         print(data.summary, flush=True)
-        if "n_clusters" not in cfg.space and data.n_labels is None:
-            raise ValueError("the data has no labels: set space.n_clusters in the sweep file")
-        if data.n_labels is not None and data.n_labels < 2 and "n_clusters" not in cfg.space:
-            raise ValueError(f"the data has a single label ({data.label_names}); set space.n_clusters")
+        check_clusters(cfg, data)
 
         uri = cfg.tracking.resolved_uri()
         client, experiment_id = tracking.connect(uri, cfg.tracking.experiment)
-        params = {
-            "sweep": cfg.name,
-            "source": cfg.data.source.kind,
-            "n_tracks": len(data.track_ids),
-            "n_features": data.features.shape[1],
-            "n_labels": data.n_labels or 0,
-            "n_skipped": len(data.skipped),
-            "objective": cfg.search.metric,
-            "mode": cfg.search.resolved_mode,
-            "sampler": cfg.search.sampler,
-            "num_samples": cfg.search.num_samples,
-            "max_concurrent_trials": cfg.search.max_concurrent_trials,
-        }
-        parent = tracking.start_parent_run(client, experiment_id, cfg.name, params, sweep_yaml or cfg.model_dump_json(indent=2))
+        parent = tracking.start_parent_run(client, experiment_id, cfg.name, _sweep_params(cfg, data), sweep_yaml or cfg.model_dump_json(indent=2))
         client.log_text(parent, data.summary, "extraction.txt")
         status = "FAILED"
         try:
-            # Trials report losses every epoch and the clustering metrics (the
-            # objective) once at the end; Tune's strict check wants the objective
-            # in every result. The metric name itself is validated by the sweep
-            # file's schema, which is what that check guards against.
-            os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-            cpus = cfg.resources.cpus_per_trial
-            trainable = tune.with_resources(
-                tune.with_parameters(tune_trainable, data=data, cpus=cpus),  # data goes to the object store once
-                {"cpu": cpus, "gpu": cfg.resources.gpus_per_trial},
-            )
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=optuna_search(cfg.space, cfg.search),
-                    num_samples=cfg.search.num_samples,
-                    max_concurrent_trials=cfg.search.max_concurrent_trials,
-                    trial_name_creator=trial_name,
-                    trial_dirname_creator=trial_name,
-                ),
-                run_config=tune.RunConfig(
-                    name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                    storage_path=str(expand_path(cfg.storage_path).resolve()),
-                    callbacks=[tracking.MLflowTrialCallback(uri, experiment_id, parent, cfg.name)],
-                    failure_config=tune.FailureConfig(max_failures=0),
-                    verbose=1,
-                ),
-            )
-            results = tuner.fit()
+            callback = tracking.MLflowTrialCallback(uri, experiment_id, parent, cfg.name)
+            results = build_tuner(cfg, data, [callback]).fit()
             table = leaderboard(results, cfg.search.metric, cfg.search.resolved_mode)
             summary = selection_summary(table, cfg.search.metric)
-            ok = table[table["status"] == "OK"]
-            best = ok.iloc[0] if len(ok) else None
-            summary_metrics = {"n_trials_ok": float(len(ok)), "n_trials_failed": float(len(table) - len(ok))}
-            if best is not None:
-                summary_metrics.update({f"best_{m}": float(best[m]) for m in LEADERBOARD_METRICS if pd.notna(best[m])})
-            tracking.log_summary(
-                client,
-                parent,
-                summary_metrics,
-                {"leaderboard.csv": table.to_csv(index=False), "leaderboard.txt": format_leaderboard(table) + "\n\n" + summary},
-            )
+            report = format_leaderboard(table) + "\n\n" + summary
+            tracking.log_summary(client, parent, _summary_metrics(table), {"leaderboard.csv": table.to_csv(index=False), "leaderboard.txt": report})
             status = "FINISHED"
         finally:
             tracking.close_unfinished_children(client, experiment_id, parent)
@@ -241,9 +260,7 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "") -> SweepOutcome:
             ray.shutdown()
 
     seconds = time.perf_counter() - start
-    print("\nLeaderboard (objective: %s, %s)\n" % (cfg.search.metric, cfg.search.resolved_mode))
-    print(format_leaderboard(table))
-    print("\n" + summary)
+    print(f"\nLeaderboard (objective: {cfg.search.metric}, {cfg.search.resolved_mode})\n\n{report}")
     print(f"\nSweep finished in {seconds:.1f} s. MLflow parent run {parent} in experiment '{cfg.tracking.experiment}'.")
     print(f"Open the MLflow UI: {_ui_command(uri)}")
     return SweepOutcome(table, parent, uri, experiment_id, seconds)

@@ -31,8 +31,9 @@ def test_neural_parameters_never_appear_in_pca_trials() -> None:
 
 
 def test_int_ranges_sample_ints_and_constants_pass_through() -> None:
-    configs = sample({"model": "vae", "latent_dim": {"low": 4, "high": 64, "step": 4}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}})
+    configs = sample({"model": "vae", "latent_dim": {"low": 4, "high": 64, "step": 4}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}, "n_clusters": {"low": 3, "high": 9}})
     assert all(c["model"] == "vae" for c in configs)
+    assert all(isinstance(c["n_clusters"], int) and 3 <= c["n_clusters"] <= 9 for c in configs)
     assert all(isinstance(c["latent_dim"], int) and c["latent_dim"] % 4 == 0 for c in configs)
     assert all(isinstance(c["lr"], float) for c in configs)
 
@@ -55,3 +56,14 @@ def test_describe_space() -> None:
 @pytest.mark.parametrize("metric, mode", [("silhouette", "max"), ("davies_bouldin", "min"), ("calinski_harabasz", "max")])
 def test_metric_direction(metric: str, mode: str) -> None:
     assert SearchConfig(metric=metric).resolved_mode == mode
+
+
+def test_identical_configurations_are_not_drawn_twice() -> None:
+    cfg = parse_sweep({"name": "t", "space": {"model": "pca", "latent_dim": [4, 8], "clusterer": ["kmeans", "agglomerative"]}})
+    searcher = optuna_search(cfg.space, SearchConfig(sampler="tpe"))
+    configs = [searcher.suggest(f"t{i}") for i in range(4)]
+    assert len({tuple(sorted(c.items())) for c in configs}) == 4  # all four combinations, none twice
+    fifth = searcher.suggest("t4")  # the space is exhausted: a repeat is allowed rather than a hang
+    assert fifth in configs
+    redrawn = [t for t in searcher._ot_study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert redrawn  # the duplicate asks were closed, not left RUNNING in the study
