@@ -35,16 +35,42 @@ def _expand(path: str) -> str:
 # --------------------------------------------------------------------------- data
 
 
-class AudioFeatureConfig(StrictModel):
-    """How audio becomes an MFCC summary vector (defaults follow the study)."""
+AudioFeatureKind = Literal["mfcc", "mfcc_spectrogram", "logmel"]
 
+
+class AudioFeatureConfig(StrictModel):
+    """How audio becomes features (defaults follow the study).
+
+    ``mfcc`` is the summary vector (``n_mfcc`` MFCCs averaged over time, plus
+    their std with ``stats: mean_std``); ``mfcc_spectrogram`` the first
+    ``spectrogram_n_mfcc`` MFCCs over ``frames`` frames for the convolutional
+    VAE; ``logmel`` the log-mel spectrogram over the same frames. All the
+    requested kinds come from one decode of each file.
+    """
+
+    features: list[AudioFeatureKind] = Field(default_factory=lambda: ["mfcc"], min_length=1)
     sample_rate: int = Field(22050, ge=4000, le=96000)
     duration: float | None = Field(3.0, gt=0, description="seconds decoded per clip; None = whole file")
     offset: float = Field(0.0, ge=0)
     n_mfcc: int = Field(40, ge=2, le=128)
+    n_mels: int = Field(128, ge=8, le=512)
     n_fft: int = Field(2048, ge=64)
     hop_length: int = Field(512, ge=16)
     stats: Literal["mean", "mean_std"] = "mean"
+    spectrogram_n_mfcc: int = Field(20, ge=2, le=128)
+    frames: int = Field(128, ge=8, description="spectrogram frames: cropped from the start, or padded by repeating the clip")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AudioFeatureConfig:
+        if len(set(self.features)) != len(self.features):
+            raise ValueError("features: each kind at most once")
+        if "mfcc" not in self.features:
+            raise ValueError("features: include 'mfcc', the summary vector the models are trained on")
+        if "mfcc_spectrogram" in self.features and self.spectrogram_n_mfcc > self.n_mfcc:
+            raise ValueError(f"spectrogram_n_mfcc ({self.spectrogram_n_mfcc}) cannot exceed n_mfcc ({self.n_mfcc})")
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
+        return self
 
 
 class SynthSource(StrictModel):

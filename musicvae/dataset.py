@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
 from musicvae.config import DataConfig, TableSource, expand_path
+from musicvae.features.audio import mfcc_feature_names
 from musicvae.features.extract import extract_features
 from musicvae.features.store import SkippedFile
 from musicvae.sources import list_tracks, read_feature_table
@@ -27,6 +28,7 @@ class FeatureSet:
     labels: np.ndarray | None  # int codes into label_names; evaluation only
     label_names: list[str]
     text: pd.DataFrame = field(repr=False)  # metadata text per track (no labels)
+    spectrograms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # kind -> (n, rows, frames)
     skipped: list[SkippedFile] = field(default_factory=list, repr=False)
     summary: str = ""
 
@@ -53,18 +55,20 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
         table = read_feature_table(cfg.source)
         track_ids, raw, names, labels, text = table.track_ids, table.features, table.feature_names, table.labels, table.text
         skipped: list[SkippedFile] = []
+        spectrograms = {}
         summary = f"Features: {len(track_ids)} tracks x {len(names)} features from {cfg.source.path}"
     else:
         tracks = list_tracks(cfg.source, cfg.cache_dir)
-        store, report = extract_features(tracks, cfg.audio, expand_path(cfg.cache_dir))
-        kept = tracks.set_index("track_id").loc[store.features["track_id"]].reset_index()
-        track_ids = kept["track_id"].tolist()
-        names = [c for c in store.features.columns if c != "track_id"]
-        raw = store.features[names].to_numpy(dtype=np.float32)
+        extracted, report = extract_features(tracks, cfg.audio, expand_path(cfg.cache_dir))
+        kept = tracks.set_index("track_id").loc[extracted.track_ids].reset_index()
+        track_ids = extracted.track_ids
+        names = mfcc_feature_names(cfg.audio)
+        raw = extracted.arrays["mfcc"]
+        spectrograms = {kind: values for kind, values in extracted.arrays.items() if kind != "mfcc"}
         labels = kept["label"].tolist()
         text = kept.drop(columns=["path", "label"])
         skipped, summary = report.skipped, report.summary()
 
     codes, label_names = _encode_labels(labels)
     features = StandardScaler().fit_transform(raw).astype(np.float32) if cfg.standardize else raw
-    return FeatureSet(track_ids, features, names, codes, label_names, text, skipped, summary)
+    return FeatureSet(track_ids, features, names, codes, label_names, text, spectrograms, skipped, summary)

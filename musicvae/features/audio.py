@@ -65,17 +65,51 @@ def decode(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
     return samples.astype(np.float32)
 
 
-def mfcc_summary(samples: np.ndarray, cfg: AudioFeatureConfig) -> np.ndarray:
-    """The study's feature: MFCCs averaged over time (optionally with their std)."""
+def fix_frames(matrix: np.ndarray, frames: int) -> np.ndarray:
+    """Exactly ``frames`` columns: crop from the start, or pad by repeating the clip.
+
+    Repeating (numpy's "wrap") keeps a short clip's statistics: zero padding
+    would add "silence" frames whose MFCCs look nothing like the music.
+    """
+    if matrix.shape[1] >= frames:
+        return matrix[:, :frames]
+    return np.pad(matrix, ((0, 0), (0, frames - matrix.shape[1])), mode="wrap")
+
+
+def compute_features(samples: np.ndarray, cfg: AudioFeatureConfig) -> dict[str, np.ndarray]:
+    """Every requested feature kind from one mel spectrogram.
+
+    The MFCCs are the DCT of the log-mel spectrogram (exactly what
+    ``librosa.feature.mfcc(y=...)`` computes), and with the orthonormal DCT
+    the first 20 of 40 coefficients are the 20-coefficient MFCCs, so the
+    summary vector and the spectrogram share one transform.
+    """
     import librosa
 
-    mfcc = librosa.feature.mfcc(
-        y=samples, sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft, hop_length=cfg.hop_length
-    )
-    parts = [mfcc.mean(axis=1)]
-    if cfg.stats == "mean_std":
-        parts.append(mfcc.std(axis=1))
-    return np.concatenate(parts).astype(np.float32)
+    mel = librosa.feature.melspectrogram(y=samples, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels)
+    log_mel = librosa.power_to_db(mel)
+    out: dict[str, np.ndarray] = {}
+    if "mfcc" in cfg.features or "mfcc_spectrogram" in cfg.features:
+        mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=max(cfg.n_mfcc, cfg.spectrogram_n_mfcc))
+        if "mfcc" in cfg.features:
+            summary = mfcc[: cfg.n_mfcc]
+            parts = [summary.mean(axis=1)] + ([summary.std(axis=1)] if cfg.stats == "mean_std" else [])
+            out["mfcc"] = np.concatenate(parts)
+        if "mfcc_spectrogram" in cfg.features:
+            out["mfcc_spectrogram"] = fix_frames(mfcc[: cfg.spectrogram_n_mfcc], cfg.frames)
+    if "logmel" in cfg.features:
+        out["logmel"] = fix_frames(log_mel, cfg.frames)
+    return {kind: value.astype(np.float32) for kind, value in out.items()}
+
+
+def feature_shapes(cfg: AudioFeatureConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of one track's value of each requested kind."""
+    shapes = {
+        "mfcc": (cfg.n_mfcc * (2 if cfg.stats == "mean_std" else 1),),
+        "mfcc_spectrogram": (cfg.spectrogram_n_mfcc, cfg.frames),
+        "logmel": (cfg.n_mels, cfg.frames),
+    }
+    return {kind: shapes[kind] for kind in cfg.features}
 
 
 def mfcc_feature_names(cfg: AudioFeatureConfig) -> list[str]:
@@ -85,5 +119,6 @@ def mfcc_feature_names(cfg: AudioFeatureConfig) -> list[str]:
     return names
 
 
-def extract_file(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
-    return mfcc_summary(decode(path, cfg), cfg)
+def extract_file(path: str, cfg: AudioFeatureConfig) -> dict[str, np.ndarray]:
+    """Decode once, compute every requested kind; AudioError if the file is unusable."""
+    return compute_features(decode(path, cfg), cfg)

@@ -1,10 +1,10 @@
 """Audio to features, in parallel and streaming, with Ray Data.
 
-The pipeline is ``from_items(tracks) -> map_batches(decode + MFCC) -> Parquet``.
-Ray Data streams blocks through the workers, so memory stays bounded however
-many files there are, and every core decodes. A file that fails is not an
-exception in the pipeline: its row carries the reason and is reported as
-skipped, so one corrupt MP3 never costs the run.
+The pipeline is ``from_items(tracks) -> map_batches(decode + features)``,
+streamed back block by block into the feature store. Ray Data keeps every
+core decoding and memory bounded however many files there are. A file that
+fails is not an exception in the pipeline: its row carries the reason and is
+reported as skipped, so one corrupt MP3 never costs the run.
 """
 
 from __future__ import annotations
@@ -18,8 +18,16 @@ import numpy as np
 import pandas as pd
 
 from musicvae.config import AudioFeatureConfig
-from musicvae.features.audio import AudioError, extract_file, mfcc_feature_names
-from musicvae.features.store import SkippedFile, StoreEntry, read_store, source_listing, store_dir, store_key, write_store
+from musicvae.features.audio import AudioError, extract_file, feature_shapes, mfcc_feature_names
+from musicvae.features.store import (
+    ExtractedFeatures,
+    SkippedFile,
+    previous_stores,
+    read_store,
+    source_listing,
+    store_dir,
+    write_store,
+)
 
 
 class ExtractionError(RuntimeError):
@@ -30,13 +38,18 @@ class ExtractionError(RuntimeError):
 class ExtractionReport:
     n_tracks: int
     n_extracted: int
+    n_decoded: int  # files decoded by this run (0 on a cache hit)
     skipped: list[SkippedFile]
     seconds: float
     from_cache: bool
     store: str
 
     def summary(self) -> str:
-        origin = "from cache" if self.from_cache else f"in {self.seconds:.1f} s ({self.n_tracks / max(self.seconds, 1e-9):.1f} tracks/s)"
+        if self.from_cache:
+            origin = "from cache"
+        else:
+            rate = self.n_decoded / max(self.seconds, 1e-9)
+            origin = f"({self.n_decoded} decoded in {self.seconds:.1f} s, {rate:.1f} tracks/s; {self.n_tracks - self.n_decoded} reused)"
         lines = [f"Features: {self.n_extracted}/{self.n_tracks} tracks {origin}; {len(self.skipped)} skipped; store {self.store}"]
         lines += [f"  skipped {s.path}: {s.reason}" for s in self.skipped[:20]]
         if len(self.skipped) > 20:
@@ -44,35 +57,63 @@ class ExtractionReport:
         return "\n".join(lines)
 
 
-def extract_batch(batch: pd.DataFrame, cfg: AudioFeatureConfig) -> pd.DataFrame:
-    """One Ray Data batch: features per row, NaN plus a reason where a file fails."""
-    names = mfcc_feature_names(cfg)
-    values = np.full((len(batch), len(names)), np.nan, dtype=np.float32)
+def extract_batch(batch: dict[str, np.ndarray], cfg: AudioFeatureConfig) -> dict[str, np.ndarray]:
+    """One Ray Data batch: every feature kind per row, NaN plus a reason where a file fails."""
+    shapes = feature_shapes(cfg)
+    n = len(batch["path"])
+    out = {kind: np.full((n, *shape), np.nan, dtype=np.float32) for kind, shape in shapes.items()}
     errors = []
     for i, path in enumerate(batch["path"]):
         try:
-            values[i] = extract_file(path, cfg)
+            values = extract_file(str(path), cfg)
+            for kind in shapes:
+                out[kind][i] = values[kind]
             errors.append("")
         except AudioError as exc:
             errors.append(str(exc))
         except Exception as exc:  # a bug in feature code must not kill the whole run either
             errors.append(f"feature extraction failed: {type(exc).__name__}: {exc}")
-    out = pd.DataFrame(values, columns=names)
-    out.insert(0, "track_id", batch["track_id"].to_numpy())
-    out["error"] = errors
-    return out
+    return {"track_id": batch["track_id"], "path": batch["path"], "error": np.array(errors, dtype=object), **out}
 
 
-def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, batch_size: int = 8) -> pd.DataFrame:
-    """Ray Data over the track table; returns track_id, features and error per track."""
+def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, batch_size: int = 8) -> ExtractedFeatures:
+    """Ray Data over the track table; features of the good files in source order, plus the skipped."""
     import ray
 
-    n_blocks = max(1, min(len(tracks), int(ray.available_resources().get("CPU", 1)) * 4, len(tracks) // batch_size + 1))
+    n_cpus = int(ray.available_resources().get("CPU", 1)) or 1
+    n_blocks = max(1, min(len(tracks), n_cpus * 4, len(tracks) // batch_size + 1))
     ds = ray.data.from_items(tracks[["track_id", "path"]].to_dict("records"), override_num_blocks=n_blocks)
-    ds = ds.map_batches(extract_batch, fn_kwargs={"cfg": cfg}, batch_size=batch_size, batch_format="pandas", num_cpus=1)
-    result = ds.to_pandas()
+    ds = ds.map_batches(extract_batch, fn_kwargs={"cfg": cfg}, batch_size=batch_size, batch_format="numpy", num_cpus=1)
+    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     # Ray Data does not keep row order; the store follows the source listing.
-    return result.set_index("track_id").loc[tracks["track_id"]].reset_index()
+    position = {tid: i for i, tid in enumerate(merged["track_id"])}
+    order = [position[tid] for tid in tracks["track_id"]]
+    errors = merged["error"][order]
+    ok = [i for i, err in zip(order, errors) if err == ""]
+    skipped = [SkippedFile(str(merged["track_id"][i]), str(merged["path"][i]), str(merged["error"][i])) for i in order if merged["error"][i] != ""]
+    arrays = {kind: merged[kind][ok] for kind in feature_shapes(cfg)}
+    return ExtractedFeatures([str(merged["track_id"][i]) for i in ok], arrays, skipped)
+
+
+def _reusable(listing: list[dict], directory: Path) -> tuple[dict[str, tuple[int | None, str]], ExtractedFeatures | None]:
+    """Rows of the newest store of the same config whose file is unchanged (same path, size, mtime).
+
+    Returns path -> (row in that store, or None with the skip reason) and the store's features.
+    """
+    candidates = previous_stores(directory)
+    if not candidates:
+        return {}, None
+    loaded = read_store(candidates[0])
+    if loaded is None:
+        return {}, None
+    old, manifest = loaded
+    old_files = {f["path"]: f["fingerprint"] for f in manifest["files"]}
+    row_of = {f["track_id"]: f["path"] for f in manifest["files"]}
+    rows = {row_of[tid]: (i, "") for i, tid in enumerate(old.track_ids)}
+    rows.update({s.path: (None, s.reason) for s in old.skipped})
+    current = {f["path"]: f["fingerprint"] for f in listing}
+    return {p: r for p, r in rows.items() if current.get(p) is not None and old_files.get(p) == current[p]}, old
 
 
 def _versions() -> dict[str, str]:
@@ -85,31 +126,53 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: Path) -> tuple[StoreEntry, ExtractionReport]:
-    """Features for every track, from the store when the inputs are unchanged."""
+def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: Path) -> tuple[ExtractedFeatures, ExtractionReport]:
+    """Features for every track: from the store when the inputs are unchanged, decoding only what changed."""
     listing = source_listing(tracks)
-    directory = store_dir(cache_dir, store_key(cfg, listing))
+    directory = store_dir(cache_dir, cfg, listing)
     cached = read_store(directory)
     if cached is not None:
-        report = ExtractionReport(len(tracks), len(cached.features), cached.skipped, 0.0, True, str(directory))
-        return cached, report
+        features, _ = cached
+        return features, ExtractionReport(len(tracks), len(features.track_ids), 0, features.skipped, 0.0, True, str(directory))
 
     start = time.perf_counter()
-    result = run_pipeline(tracks, cfg)
+    reusable, old = _reusable(listing, directory)
+    todo = tracks[~tracks["path"].isin(reusable)]
+    fresh = run_pipeline(todo, cfg) if len(todo) else ExtractedFeatures([], {k: np.empty((0, *s), np.float32) for k, s in feature_shapes(cfg).items()})
     seconds = time.perf_counter() - start
-    failed = result["error"] != ""
-    paths = dict(zip(tracks["track_id"], tracks["path"]))
-    skipped = [SkippedFile(tid, paths[tid], reason) for tid, reason in zip(result.loc[failed, "track_id"], result.loc[failed, "error"])]
-    if failed.all():
+
+    # Merge reused and fresh rows in source order.
+    fresh_row = {tid: i for i, tid in enumerate(fresh.track_ids)}
+    fresh_skip = {s.track_id: s.reason for s in fresh.skipped}
+    rows: list[tuple[str, str, int]] = []  # (track_id, 'old' or 'fresh', row there)
+    skipped = []
+    for tid, path in zip(tracks["track_id"], tracks["path"]):
+        if path in reusable:
+            row, reason = reusable[path]
+            if row is None:
+                skipped.append(SkippedFile(tid, path, reason))
+            else:
+                rows.append((tid, "old", row))
+        elif tid in fresh_row:
+            rows.append((tid, "fresh", fresh_row[tid]))
+        else:
+            skipped.append(SkippedFile(tid, path, fresh_skip.get(tid, "not extracted")))
+    if not rows:
         reasons = "; ".join(f"{Path(s.path).name}: {s.reason}" for s in skipped[:5])
         raise ExtractionError(f"none of the {len(tracks)} files could be read ({reasons})")
-    features = result.loc[~failed].drop(columns="error").reset_index(drop=True)
+    arrays = {
+        kind: np.stack([(old.arrays if origin == "old" else fresh.arrays)[kind][row] for _, origin, row in rows])
+        for kind in feature_shapes(cfg)
+    }
+    features = ExtractedFeatures([tid for tid, _, _ in rows], arrays, skipped)
     manifest = {
         "config": cfg.model_dump(),
         "files": listing,
-        "counts": {"tracks": len(tracks), "extracted": len(features), "skipped": len(skipped)},
+        "counts": {"tracks": len(tracks), "extracted": len(rows), "skipped": len(skipped), "decoded": len(todo)},
+        "shapes": {kind: list(shape) for kind, shape in feature_shapes(cfg).items()},
         "seconds": round(seconds, 3),
         "versions": _versions(),
     }
-    entry = write_store(directory, features, skipped, manifest)
-    return entry, ExtractionReport(len(tracks), len(features), skipped, seconds, False, str(directory))
+    write_store(directory, features, {"mfcc": mfcc_feature_names(cfg)}, manifest)
+    report = ExtractionReport(len(tracks), len(rows), len(todo), skipped, seconds, False, str(directory))
+    return features, report
