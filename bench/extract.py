@@ -115,7 +115,7 @@ def main() -> None:
                 start = time.perf_counter()
                 result = run_pipeline(tracks, cfg)
                 ray_s = time.perf_counter() - start
-            skipped = int((result["error"] != "").sum())
+            skipped = len(result.skipped)
             print(
                 f"{n:>6} {n / serial_s:>12.2f} {n / ray_s:>10.2f} {serial_s / ray_s:>6.2f}x "
                 f"{serial_mem.peak / 2**20:>15.0f} {ray_mem.peak / 2**20:>12.0f} {skipped:>8}",

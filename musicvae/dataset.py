@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
-from musicvae.config import DataConfig, TableSource, expand_path
+from musicvae.config import DataConfig, FMAFeaturesSource, TableSource, expand_path
 from musicvae.features.audio import mfcc_feature_names
 from musicvae.features.extract import extract_features
+from musicvae.features.fma_features import read_fma_features
 from musicvae.features.store import SkippedFile
 from musicvae.sources import list_tracks, read_feature_table
 
@@ -51,12 +52,17 @@ def _encode_labels(labels: list | None) -> tuple[np.ndarray | None, list[str]]:
 
 def load_feature_set(cfg: DataConfig) -> FeatureSet:
     """Everything a sweep needs from the data, ready for trials."""
-    if isinstance(cfg.source, TableSource):
-        table = read_feature_table(cfg.source)
-        track_ids, raw, names, labels, text = table.track_ids, table.features, table.feature_names, table.labels, table.text
-        skipped: list[SkippedFile] = []
-        spectrograms = {}
-        summary = f"Features: {len(track_ids)} tracks x {len(names)} features from {cfg.source.path}"
+    if isinstance(cfg.source, (TableSource, FMAFeaturesSource)):
+        if isinstance(cfg.source, TableSource):
+            table, dropped, origin = read_feature_table(cfg.source), [], cfg.source.path
+        else:
+            (table, dropped), origin = read_fma_features(cfg.source), cfg.source.features_csv
+        track_ids, raw, names, labels = table.track_ids, table.features, table.feature_names, table.labels
+        text = table.text.assign(track_id=track_ids)[["track_id", *table.text.columns]]
+        skipped = [SkippedFile(tid, origin, reason) for tid, reason in dropped]
+        spectrograms: dict[str, np.ndarray] = {}
+        summary = f"Features: {len(track_ids)} tracks x {len(names)} features from {origin}; {len(skipped)} rows skipped"
+        summary += "".join(f"\n  skipped track {s.track_id}: {s.reason}" for s in skipped[:20])
     else:
         tracks = list_tracks(cfg.source, cfg.cache_dir)
         extracted, report = extract_features(tracks, cfg.audio, expand_path(cfg.cache_dir))
