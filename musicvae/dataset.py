@@ -8,16 +8,17 @@ The labels ride along for evaluation only; they never enter ``features``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
-from musicvae.config import DataConfig, FMAFeaturesSource, TableSource, expand_path
+from musicvae.config import DataConfig, FMAFeaturesSource, TableSource, TextFeatureConfig, expand_path
 from musicvae.features.audio import mfcc_feature_names
 from musicvae.features.extract import extract_features
 from musicvae.features.fma_features import read_fma_features
-from musicvae.features.store import SkippedFile
+from musicvae.features.store import ExtractedFeatures, SkippedFile, content_hash, read_store, write_store
 from musicvae.sources import list_tracks, read_feature_table
 
 
@@ -30,6 +31,8 @@ class FeatureSet:
     label_names: list[str]
     text: pd.DataFrame = field(repr=False)  # metadata text per track (no labels)
     spectrograms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # kind -> (n, rows, frames)
+    text_embeddings: np.ndarray | None = field(default=None, repr=False)  # (n, dim); zeros where text_missing
+    text_missing: np.ndarray | None = field(default=None, repr=False)  # (n,) bool: the track has no text at all
     skipped: list[SkippedFile] = field(default_factory=list, repr=False)
     summary: str = ""
 
@@ -72,9 +75,34 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
         raw = extracted.arrays["mfcc"]
         spectrograms = {kind: values for kind, values in extracted.arrays.items() if kind != "mfcc"}
         labels = kept["label"].tolist()
-        text = kept.drop(columns=["path", "label"])
+        text = kept.drop(columns=["label"])
         skipped, summary = report.skipped, report.summary()
 
     codes, label_names = _encode_labels(labels)
     features = StandardScaler().fit_transform(raw).astype(np.float32) if cfg.standardize else raw
-    return FeatureSet(track_ids, features, names, codes, label_names, text, spectrograms, skipped, summary)
+    embeddings = missing = None
+    if cfg.text is not None:
+        embeddings, missing = text_modality(text, cfg.text, label_names, expand_path(cfg.cache_dir))
+        summary += f"\nText: {cfg.text.method} embeddings {embeddings.shape[1]}-D; {int(missing.sum())} of {len(missing)} tracks have no text"
+    return FeatureSet(track_ids, features, names, codes, label_names, text, spectrograms, embeddings, missing, skipped, summary)
+
+
+def text_modality(text: pd.DataFrame, cfg: TextFeatureConfig, label_names: list[str], cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Text embeddings per track (cached by content) and the missing-text flags.
+
+    ``text`` holds track_id, text columns and, for audio sources, ``path``:
+    a track with no metadata falls back to its file's own title/artist/album
+    tags. Label names are scrubbed from the text before embedding.
+    """
+    from musicvae.features.text import embed_texts, read_lyrics, track_texts
+
+    lyrics = read_lyrics(str(expand_path(cfg.lyrics))) if cfg.lyrics else None
+    texts = track_texts(text, cfg.columns, label_names, lyrics=lyrics, use_embedded_tags="path" in text.columns)
+    directory = cache_dir / "text" / content_hash({"config": cfg.model_dump(), "texts": texts.texts})
+    cached = read_store(directory)
+    if cached is not None:
+        return cached[0].arrays["text"], texts.missing
+    embeddings = embed_texts(texts, cfg)
+    stored = ExtractedFeatures(text["track_id"].astype(str).tolist(), {"text": embeddings})
+    write_store(directory, stored, {}, {"config": cfg.model_dump(), "n_missing": int(texts.missing.sum())})
+    return embeddings, texts.missing

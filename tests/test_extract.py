@@ -129,4 +129,4 @@ def test_feature_set_from_a_manifest(local_ray, tiny_collection: Path, tmp_path:
     assert data.features.shape == (36, 40)
     assert abs(float(data.features.mean())) < 1e-5  # standardised
     assert data.n_labels == 6 and len(data.labels) == 36
-    assert list(data.text.columns) == ["track_id", "title", "artist"]
+    assert list(data.text.columns) == ["track_id", "path", "title", "artist"]  # path: for embedded tags

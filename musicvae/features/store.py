@@ -70,12 +70,13 @@ def source_listing(tracks: pd.DataFrame) -> list[dict]:
     return [{"track_id": tid, "path": path, "fingerprint": fingerprint(path)} for tid, path in zip(tracks["track_id"], tracks["path"])]
 
 
-def _hash(payload: object) -> str:
+def content_hash(payload: object) -> str:
+    """A short, stable key for JSON-able content (configs, listings, texts)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def store_dir(cache_dir: Path, cfg: AudioFeatureConfig, listing: list[dict]) -> Path:
-    return cache_dir / "features" / _hash({"version": STORE_VERSION, "config": cfg.model_dump()}) / _hash(listing)
+    return cache_dir / "features" / content_hash({"version": STORE_VERSION, "config": cfg.model_dump()}) / content_hash(listing)
 
 
 def _write_kind(path: Path, track_ids: list[str], values: np.ndarray, names: list[str] | None) -> None:
