@@ -76,15 +76,20 @@ def extract_batch(batch: dict[str, np.ndarray], cfg: AudioFeatureConfig) -> dict
     return {"track_id": batch["track_id"], "path": batch["path"], "error": np.array(errors, dtype=object), **out}
 
 
-def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, batch_size: int = 8) -> ExtractedFeatures:
-    """Ray Data over the track table; features of the good files in source order, plus the skipped."""
+def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, rows_per_block: int = 64) -> ExtractedFeatures:
+    """Ray Data over the track table; features of the good files in source order, plus the skipped.
+
+    Blocks of about 64 files: one decode costs ~0.05-0.1 s, so a block is
+    seconds of work and Ray's per-block overhead (~0.1 s measured on 2 cores,
+    see bench/extract.py) stays a few percent; at least two blocks per CPU so
+    no core idles while another finishes.
+    """
     import ray
 
-    # Small blocks (one batch each) keep every core busy to the end: a decode
-    # costs ~0.1 s, far more than Ray's per-block overhead.
-    n_blocks = max(1, min(-(-len(tracks) // batch_size), 2000))
+    n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    n_blocks = max(min(len(tracks), 2 * n_cpus), -(-len(tracks) // rows_per_block))
     ds = ray.data.from_items(tracks[["track_id", "path"]].to_dict("records"), override_num_blocks=n_blocks)
-    ds = ds.map_batches(extract_batch, fn_kwargs={"cfg": cfg}, batch_size=batch_size, batch_format="numpy", num_cpus=1)
+    ds = ds.map_batches(extract_batch, fn_kwargs={"cfg": cfg}, batch_size=None, batch_format="numpy", num_cpus=1)
     parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
     merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     # Ray Data does not keep row order; the store follows the source listing.
