@@ -82,12 +82,14 @@ def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, rows_per_block: 
     Blocks of about 64 files: one decode costs ~0.05-0.1 s, so a block is
     seconds of work and Ray's per-block overhead (~0.1 s measured on 2 cores,
     see bench/extract.py) stays a few percent; at least two blocks per CPU so
-    no core idles while another finishes.
+    no core idles while another finishes. The block count is a multiple of the
+    CPU count, so the last round of blocks is not one block on one core.
     """
     import ray
 
     n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    n_blocks = max(min(len(tracks), 2 * n_cpus), -(-len(tracks) // rows_per_block))
+    n_blocks = max(2 * n_cpus, -(-len(tracks) // rows_per_block))
+    n_blocks = max(1, min(len(tracks), -(-n_blocks // n_cpus) * n_cpus))
     ds = ray.data.from_items(tracks[["track_id", "path"]].to_dict("records"), override_num_blocks=n_blocks)
     ds = ds.map_batches(extract_batch, fn_kwargs={"cfg": cfg}, batch_size=None, batch_format="numpy", num_cpus=1)
     parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
