@@ -76,18 +76,19 @@ def extract_batch(batch: dict[str, np.ndarray], cfg: AudioFeatureConfig) -> dict
     return {"track_id": batch["track_id"], "path": batch["path"], "error": np.array(errors, dtype=object), **out}
 
 
-def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, rows_per_block: int = 64) -> ExtractedFeatures:
+def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, rows_per_block: int | None = None) -> ExtractedFeatures:
     """Ray Data over the track table; features of the good files in source order, plus the skipped.
 
-    Blocks of about 64 files: one decode costs ~0.05-0.1 s, so a block is
-    seconds of work and Ray's per-block overhead (~0.1 s measured on 2 cores,
-    see bench/extract.py) stays a few percent; at least two blocks per CPU so
-    no core idles while another finishes. The block count is a multiple of the
-    CPU count, so the last round of blocks is not one block on one core.
+    Blocks hold about 2000 seconds of audio to decode (64 clips of 30 s, 512
+    of 3 s): a few seconds of work on one core, so Ray's per-block overhead
+    (~0.1 s measured on 2 cores, see bench/extract.py) stays small. At least
+    two blocks per CPU so no core idles while another finishes, and a
+    multiple of the CPU count, so the last round is not one block on one core.
     """
     import ray
 
     n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    rows_per_block = rows_per_block or int(np.clip(2000 / (cfg.duration or 30.0), 64, 512))
     n_blocks = max(2 * n_cpus, -(-len(tracks) // rows_per_block))
     n_blocks = max(1, min(len(tracks), -(-n_blocks // n_cpus) * n_cpus))
     ds = ray.data.from_items(tracks[["track_id", "path"]].to_dict("records"), override_num_blocks=n_blocks)
