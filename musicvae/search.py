@@ -70,17 +70,23 @@ class SweepSearch(OptunaSearch):
       put ``seed`` in the space.
     """
 
-    MAX_REDRAWS = 25
+    MAX_REDRAWS = 100
+    MODEL_REDRAWS = 10  # then redraw at random: TPE concentrates on what it saw work, i.e. on repeats
 
     def suggest(self, trial_id: str) -> dict | None:
         seen = self.__dict__.setdefault("_seen_configs", set())  # not in Ray's checkpoint: rebuilt lazily
         config = super().suggest(trial_id)
-        for _ in range(self.MAX_REDRAWS):
-            key = json.dumps(config, sort_keys=True, default=str)
-            if key not in seen:
-                break
-            self._ot_study.tell(self._ot_trials.pop(trial_id), state=TrialState.FAIL)
-            config = super().suggest(trial_id)
+        sampler = self._ot_study.sampler
+        try:
+            for attempt in range(self.MAX_REDRAWS):
+                if json.dumps(config, sort_keys=True, default=str) not in seen:
+                    break
+                self._ot_study.tell(self._ot_trials.pop(trial_id), state=TrialState.FAIL)
+                if attempt == self.MODEL_REDRAWS:
+                    self._ot_study.sampler = optuna.samplers.RandomSampler(seed=len(seen))
+                config = super().suggest(trial_id)
+        finally:
+            self._ot_study.sampler = sampler
         seen.add(json.dumps(config, sort_keys=True, default=str))  # an exhausted space may still repeat
         return config
 

@@ -67,3 +67,15 @@ def test_identical_configurations_are_not_drawn_twice() -> None:
     assert fifth in configs
     redrawn = [t for t in searcher._ot_study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert redrawn  # the duplicate asks were closed, not left RUNNING in the study
+
+
+def test_no_repeats_even_after_tpe_has_started_to_exploit() -> None:
+    """TPE, past its random start-up, keeps proposing what worked: redraws fall back to random."""
+    cfg = parse_sweep({"name": "t", "space": {"model": ["pca", "vae"], "beta": [0.5, 1.0, 4.0], "seed": [0, 1, 2]}})
+    for seed in range(3):
+        searcher = optuna_search(cfg.space, SearchConfig(sampler="tpe", seed=seed))
+        configs = []
+        for i in range(12):  # the space holds exactly 3 PCA + 9 VAE configurations
+            configs.append(tuple(sorted(searcher.suggest(f"t{i}").items())))
+            searcher.on_trial_complete(f"t{i}", {"silhouette": float(i % 5)})
+        assert len(set(configs)) == 12
