@@ -1,18 +1,81 @@
-"""Clusterers applied to an embedding (scikit-learn, seeded)."""
+"""Clusterers applied to an embedding (scikit-learn, seeded).
+
+K-Means, agglomerative and a Gaussian mixture are told how many clusters to
+make; DBSCAN and HDBSCAN find the number themselves and may call points
+noise (label -1). Noise is kept explicit: :class:`Clustering` carries it, and
+:mod:`musicvae.metrics` says how each metric treats it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
+
+NOISE = -1
 
 
-def cluster(embedding: np.ndarray, method: str, n_clusters: int, seed: int = 0) -> np.ndarray:
+AGGLOMERATIVE_MAX_TRACKS = 30000  # scipy's linkage needs the n(n-1)/2 distances: 3.6 GB at 30k tracks
+
+
+@dataclass(frozen=True)
+class Clustering:
+    labels: np.ndarray  # one per row; NOISE (-1) for points no cluster claims
+    params: dict[str, float] = field(default_factory=dict)  # what was chosen on the data, e.g. DBSCAN's eps
+
+
+def kdistance_eps(embedding: np.ndarray, k: int) -> float:
+    """DBSCAN's radius from the knee of the sorted k-nearest-neighbour distance curve.
+
+    The usual recipe (Ester et al. 1996): sort every point's distance to its
+    k-th neighbour and take the distance where the curve bends, here the
+    point farthest from the chord joining the curve's ends.
+    """
+    k = min(k, len(embedding) - 1)
+    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(embedding).kneighbors(embedding)
+    curve = np.sort(distances[:, -1])
+    x = np.linspace(0.0, 1.0, len(curve))
+    span = curve[-1] - curve[0]
+    if span <= 0:
+        return float(curve[-1]) or 1e-6
+    y = (curve - curve[0]) / span
+    knee = int(np.argmax(x - y))  # the chord is y = x after scaling; the knee lies farthest below it
+    return float(max(curve[knee], 1e-6))
+
+
+def cluster(
+    embedding: np.ndarray,
+    method: str,
+    n_clusters: int | None = None,
+    seed: int = 0,
+    linkage: str = "ward",
+    eps: float | None = None,
+    min_samples: int = 5,
+) -> Clustering:
     """Cluster assignments, one per row.
 
     K-Means uses n_init=10, as the study and its reference figures do.
     """
+    if method == "agglomerative" and len(embedding) > AGGLOMERATIVE_MAX_TRACKS:
+        raise ValueError(
+            f"agglomerative clustering of {len(embedding)} tracks needs O(n^2) memory; "
+            f"use it on at most {AGGLOMERATIVE_MAX_TRACKS} tracks, or K-Means/GMM/HDBSCAN"
+        )
+    if method in ("kmeans", "agglomerative", "gmm") and n_clusters is None:
+        raise ValueError(f"{method} needs n_clusters")
     if method == "kmeans":
-        return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(embedding)
+        return Clustering(KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(embedding))
     if method == "agglomerative":
-        return AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(embedding)
+        return Clustering(AgglomerativeClustering(n_clusters=n_clusters, linkage=linkage).fit_predict(embedding))
+    if method == "gmm":
+        gmm = GaussianMixture(n_components=n_clusters, covariance_type="full", n_init=3, random_state=seed, reg_covar=1e-4)
+        return Clustering(gmm.fit_predict(embedding))
+    if method == "dbscan":
+        eps = eps if eps is not None else kdistance_eps(embedding, min_samples)
+        return Clustering(DBSCAN(eps=eps, min_samples=min_samples).fit_predict(embedding), {"eps": eps})
+    if method == "hdbscan":
+        return Clustering(HDBSCAN(min_samples=min_samples, min_cluster_size=max(min_samples, 5), copy=True).fit_predict(embedding))
     raise ValueError(f"unknown clusterer '{method}'")

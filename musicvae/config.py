@@ -187,30 +187,86 @@ class DataConfig(StrictModel):
 
 # -------------------------------------------------------------------------- trial
 
-ModelName = Literal["pca", "vae"]
-ClustererName = Literal["kmeans", "agglomerative"]
-NEURAL_MODELS = ("vae",)
+ModelName = Literal["raw", "pca", "ae", "vae", "conv_vae", "multimodal_vae"]
+ClustererName = Literal["kmeans", "agglomerative", "gmm", "dbscan", "hdbscan"]
+NEURAL_MODELS = ("ae", "vae", "conv_vae", "multimodal_vae")  # trained by gradient descent
+VARIATIONAL_MODELS = ("vae", "conv_vae", "multimodal_vae")  # have a KL term, so a β
+SPECTROGRAM_KINDS = ("mfcc_spectrogram", "logmel")
+K_CLUSTERERS = ("kmeans", "agglomerative", "gmm")  # the ones told how many clusters to make
 
 
 class TrialParams(StrictModel):
-    """One trial's configuration: what the search space samples, with the study's defaults."""
+    """One trial's configuration: what the search space samples, with the study's defaults.
+
+    ``raw`` (standardised features) and ``pca`` are the baselines; ``ae`` is a
+    deterministic autoencoder (β = 0, no sampling); ``vae`` the MLP VAE on the
+    MFCC vector; ``conv_vae`` the convolutional VAE on a spectrogram;
+    ``multimodal_vae`` fuses audio and text embeddings in one latent. Every
+    variational model takes a β (β-VAE) and an optional linear KL warm-up.
+    """
 
     model: ModelName = "vae"
     latent_dim: int = Field(32, ge=2, le=1024)
     beta: float = Field(1.0, ge=0.0, le=1000.0)
+    kl_warmup_epochs: int = Field(0, ge=0, description="β grows linearly from 0 over this many epochs (0 = off)")
     hidden_dim: int = Field(128, ge=4, le=8192)
+    channels: int = Field(32, ge=4, le=512, description="conv encoder: channels of the first layer (doubled per layer)")
+    spectrogram: Literal["mfcc_spectrogram", "logmel"] = "mfcc_spectrogram"
+    audio_encoder: Literal["mlp", "cnn"] = Field("mlp", description="multimodal VAE: MLP on the MFCC vector or CNN on the spectrogram")
+    audio_weight: float = Field(1.0, gt=0.0, le=1000.0)
+    text_weight: float = Field(1.0, ge=0.0, le=1000.0)
     epochs: int = Field(50, ge=1, le=10000)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     batch_size: int = Field(64, ge=1)
     val_fraction: float = Field(0.1, ge=0.0, lt=0.9)
     clusterer: ClustererName = "kmeans"
     n_clusters: int | None = Field(None, ge=2, description="default: the number of labels")
+    linkage: Literal["ward", "complete", "average", "single"] = "ward"
+    eps: float | None = Field(None, gt=0, description="DBSCAN radius; default: the knee of the k-distance curve")
+    min_samples: int = Field(5, ge=1, le=10000)
     seed: int = 0
 
+    @property
+    def uses_spectrogram(self) -> bool:
+        return self.model == "conv_vae" or (self.model == "multimodal_vae" and self.audio_encoder == "cnn")
 
-# Parameters that only mean something for a neural model: the search never
-# samples them for PCA, so Optuna does not learn from values that had no effect.
-NEURAL_ONLY_PARAMS = frozenset({"beta", "hidden_dim", "epochs", "lr", "batch_size", "val_fraction"})
+
+# When a parameter means something: a list of alternatives, each a set of
+# (key, allowed values) that must all hold. A parameter is sampled (and
+# recorded) only when its condition holds, so Optuna never learns from a value
+# that had no effect (β for PCA, eps for K-Means, channels for the MLP VAE).
+Condition = tuple[dict[str, tuple[str, ...]], ...]
+_CNN: Condition = ({"model": ("conv_vae",)}, {"model": ("multimodal_vae",), "audio_encoder": ("cnn",)})
+PARAM_CONDITIONS: dict[str, Condition] = {
+    "latent_dim": ({"model": ("pca", *NEURAL_MODELS)},),
+    **{name: ({"model": NEURAL_MODELS},) for name in ("epochs", "lr", "batch_size", "val_fraction")},
+    **{name: ({"model": VARIATIONAL_MODELS},) for name in ("beta", "kl_warmup_epochs")},
+    "hidden_dim": ({"model": ("ae", "vae", "multimodal_vae")},),
+    "channels": _CNN,
+    "spectrogram": _CNN,
+    **{name: ({"model": ("multimodal_vae",)},) for name in ("audio_encoder", "audio_weight", "text_weight")},
+    "n_clusters": ({"clusterer": K_CLUSTERERS},),
+    "linkage": ({"clusterer": ("agglomerative",)},),
+    "eps": ({"clusterer": ("dbscan",)},),
+    "min_samples": ({"clusterer": ("dbscan", "hdbscan")},),
+}
+CONDITION_ORDER = ("model", "clusterer", "audio_encoder")  # drawn before the parameters that depend on them
+
+
+def applies(name: str, config: dict[str, Any]) -> bool:
+    """Whether parameter ``name`` has an effect in a trial with this (partial) config."""
+    defaults = TrialParams.model_fields
+    return any(
+        all(config.get(key, defaults[key].default) in allowed for key, allowed in alternative.items())
+        for alternative in PARAM_CONDITIONS.get(name, ({},))
+    )
+
+
+def describe_condition(name: str) -> str:
+    """'model in [conv_vae] or model in [multimodal_vae] and audio_encoder in [cnn]'; '' when unconditional."""
+    alternatives = [" and ".join(f"{key} in [{', '.join(allowed)}]" for key, allowed in alt.items()) for alt in PARAM_CONDITIONS.get(name, ())]
+    return " or ".join(alternatives)
+
 
 Scalar = Union[bool, int, float, str, None]
 
@@ -283,11 +339,18 @@ LABEL_METRICS = ("ari", "nmi", "purity")
 
 
 class SearchConfig(StrictModel):
+    """How Optuna picks configurations.
+
+    ``tpe`` (default) and ``random`` sample ``num_samples`` configurations;
+    ``grid`` runs every distinct configuration of an all-choice space once
+    (the study's exhaustive tables), so ``num_samples`` defaults to the grid size.
+    """
+
     metric: Literal["silhouette", "calinski_harabasz", "davies_bouldin", "val_loss", "ari", "nmi", "purity"] = "silhouette"
     mode: Literal["max", "min"] | None = None
-    num_samples: int = Field(8, ge=1)
+    num_samples: int | None = Field(None, ge=1, description="default: 8, or the whole grid")
     max_concurrent_trials: int = Field(2, ge=1)
-    sampler: Literal["tpe", "random"] = "tpe"
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
     seed: int = 0
 
     @model_validator(mode="after")
@@ -309,6 +372,7 @@ class SearchConfig(StrictModel):
 class ResourcesConfig(StrictModel):
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the trial has a GPU, else CPU")
 
     @field_validator("gpus_per_trial")
     @classmethod
@@ -316,6 +380,26 @@ class ResourcesConfig(StrictModel):
         if value > 1 and value != int(value):
             raise ValueError("a fraction of a GPU must be at most 1; above 1, ask for whole GPUs")
         return value
+
+    @model_validator(mode="after")
+    def _cuda_needs_a_gpu(self) -> ResourcesConfig:
+        if self.device == "cuda" and self.gpus_per_trial == 0:
+            raise ValueError("device 'cuda' needs gpus_per_trial > 0 (Ray hides GPUs from trials that did not ask for one)")
+        return self
+
+
+FigureName = Literal["umap", "tsne", "disentanglement"]
+
+
+class TrialsConfig(StrictModel):
+    """What every trial records besides its metrics (not searched)."""
+
+    figures: list[FigureName] = Field(
+        default_factory=lambda: ["umap", "tsne", "disentanglement"], description="per-trial PNGs logged to the trial's MLflow run"
+    )
+    figure_points: int = Field(3000, ge=100, description="points drawn in a projection (a seeded sample above this)")
+    silhouette_sample: int | None = Field(10000, ge=100, description="silhouette on a seeded sample above this many tracks; null = all")
+    checkpoint_every: int = Field(10, ge=1, description="epochs between training checkpoints (a resumed trial continues from the last)")
 
 
 class TrackingConfig(StrictModel):
@@ -337,6 +421,7 @@ class SweepConfig(StrictModel):
     space: dict[str, ParamSpec] = Field(default_factory=lambda: {"model": ["pca", "vae"]})
     search: SearchConfig = Field(default_factory=SearchConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    trials: TrialsConfig = Field(default_factory=TrialsConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage_path: str = ".musicvae/ray_results"
 
@@ -352,11 +437,80 @@ class SweepConfig(StrictModel):
     @model_validator(mode="after")
     def _metric_fits_space(self) -> SweepConfig:
         if self.search.metric == "val_loss":
-            models = self.space.get("model", TrialParams().model)
-            models = models if isinstance(models, list) else [models]
-            if any(m not in NEURAL_MODELS for m in models):
-                raise ValueError("search.metric 'val_loss' only exists for neural models; remove 'pca' from space.model")
+            linear = [m for m in choices(self.space, "model") if m not in NEURAL_MODELS]
+            if linear:
+                raise ValueError(f"search.metric: 'val_loss' only exists for neural models; remove {linear} from space.model")
         return self
+
+    @model_validator(mode="after")
+    def _data_fits_models(self) -> SweepConfig:
+        """A model that needs spectrograms or text must get them: say so now, not in every trial."""
+        models = choices(self.space, "model")
+        if "multimodal_vae" in models and self.data.text is None:
+            raise ValueError("space.model: multimodal_vae needs the text modality; add data.text (e.g. {method: sentence_transformer})")
+        cnn = "conv_vae" in models or ("multimodal_vae" in models and "cnn" in choices(self.space, "audio_encoder"))
+        if cnn:
+            if isinstance(self.data.source, (TableSource, FMAFeaturesSource)):
+                raise ValueError(
+                    f"space.model: a CNN needs spectrograms, which only audio sources give; "
+                    f"data.source kind '{self.data.source.kind}' holds precomputed features"
+                )
+            missing = [k for k in choices(self.space, "spectrogram") if k not in self.data.audio.features]
+            if missing:
+                raise ValueError(f"space.spectrogram: {missing} not extracted; add {missing} to data.audio.features")
+        return self
+
+    @model_validator(mode="after")
+    def _grid_is_finite(self) -> SweepConfig:
+        if self.search.sampler != "grid":
+            return self
+        ranges = [name for name, spec in self.space.items() if isinstance(spec, Range)]
+        if ranges:
+            raise ValueError(f"search.sampler: grid needs lists or fixed values; space.{ranges[0]} is a range")
+        size = len(grid_points(self.space))
+        if self.search.num_samples is not None and self.search.num_samples > size:
+            raise ValueError(f"search.num_samples: {self.search.num_samples} exceeds the grid's {size} configurations")
+        return self
+
+    @property
+    def num_samples(self) -> int:
+        """The trial budget: as configured, else the whole grid, else 8."""
+        if self.search.num_samples is not None:
+            return self.search.num_samples
+        return len(grid_points(self.space)) if self.search.sampler == "grid" else 8
+
+
+def choices(space: dict[str, ParamSpec], name: str) -> list[Any]:
+    """The values a categorical parameter can take in this space (its default when absent)."""
+    spec = space.get(name, TrialParams.model_fields[name].default)
+    return list(spec) if isinstance(spec, list) else [spec]
+
+
+def ordered_names(space: dict[str, ParamSpec]) -> list[str]:
+    """Space keys with the ones that others depend on first (see PARAM_CONDITIONS)."""
+    return sorted(space, key=lambda n: CONDITION_ORDER.index(n) if n in CONDITION_ORDER else len(CONDITION_ORDER))
+
+
+def grid_points(space: dict[str, ParamSpec]) -> list[dict[str, Any]]:
+    """Every distinct configuration of an all-choice space, conditions respected.
+
+    Each point holds the chosen values of the list-valued parameters that
+    apply to it: the DBSCAN points have an ``eps`` and no ``n_clusters``, and
+    K-Means is not repeated once per ``eps``.
+    """
+    configs: list[dict[str, Any]] = [{}]
+    for name in ordered_names(space):
+        spec = space[name]
+        grown = []
+        for config in configs:
+            if not applies(name, config):
+                grown.append(config)
+            elif isinstance(spec, list):
+                grown += [{**config, name: value} for value in dict.fromkeys(spec)]  # duplicates once
+            else:
+                grown.append({**config, name: spec})
+        configs = grown
+    return [{k: v for k, v in c.items() if isinstance(space[k], list)} for c in configs]
 
 
 # ------------------------------------------------------------------------ loading
@@ -369,9 +523,13 @@ def _format_errors(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        entry = re.match(r"^(\w+): (.*)$", msg, re.S)
+        elif err["type"] == "literal_error":
+            msg += f", got {err['input']!r}"
+        entry = re.match(r"^([\w.]+): (.*)$", msg, re.S)
         if err["loc"] == ("space",) and entry:  # name the parameter: space.model, not space
             key, msg = f"space.{entry.group(1)}", entry.group(2)
+        elif not err["loc"] and entry and "." in entry.group(1):  # a check across sections names its key
+            key, msg = entry.group(1), entry.group(2)
         lines.append(f"  {key}: {msg}")
     return "\n".join(lines)
 

@@ -30,8 +30,8 @@ class FeatureSet:
     labels: np.ndarray | None  # int codes into label_names; evaluation only
     label_names: list[str]
     text: pd.DataFrame = field(repr=False)  # metadata text per track (no labels)
-    spectrograms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # kind -> (n, rows, frames)
-    text_embeddings: np.ndarray | None = field(default=None, repr=False)  # (n, dim); zeros where text_missing
+    spectrograms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # kind -> (n, rows, frames), rows standardised if configured
+    text_embeddings: np.ndarray | None = field(default=None, repr=False)  # (n, dim), standardised if configured; zeros where text_missing
     text_missing: np.ndarray | None = field(default=None, repr=False)  # (n,) bool: the track has no text at all
     skipped: list[SkippedFile] = field(default_factory=list, repr=False)
     summary: str = ""
@@ -80,11 +80,29 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
 
     codes, label_names = _encode_labels(labels)
     features = StandardScaler().fit_transform(raw).astype(np.float32) if cfg.standardize else raw
+    if cfg.standardize:
+        spectrograms = {kind: standardize_rows(values) for kind, values in spectrograms.items()}
     embeddings = missing = None
     if cfg.text is not None:
         embeddings, missing = text_modality(text, cfg.text, label_names, expand_path(cfg.cache_dir))
         summary += f"\nText: {cfg.text.method} embeddings {embeddings.shape[1]}-D; {int(missing.sum())} of {len(missing)} tracks have no text"
+        if cfg.standardize and (~missing).sum() > 1:
+            present = ~missing
+            embeddings = embeddings.copy()
+            embeddings[present] = StandardScaler().fit_transform(embeddings[present])
     return FeatureSet(track_ids, features, names, codes, label_names, text, spectrograms, embeddings, missing, skipped, summary)
+
+
+def standardize_rows(spectrograms: np.ndarray) -> np.ndarray:
+    """z-score each spectrogram row (an MFCC coefficient or a mel band) over all tracks and frames.
+
+    Per row, not per value: the frames of a row share one scale (MFCC 0 is
+    loudness, in the hundreds; higher coefficients are small), and a per-frame
+    scale would erase how a track changes over time.
+    """
+    mean = spectrograms.mean(axis=(0, 2), keepdims=True)
+    std = spectrograms.std(axis=(0, 2), keepdims=True)
+    return ((spectrograms - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
 def text_modality(text: pd.DataFrame, cfg: TextFeatureConfig, label_names: list[str], cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from musicvae.config import NEURAL_MODELS, NEURAL_ONLY_PARAMS, ParamSpec, Range, SearchConfig, TrialParams, param_kind
+from musicvae.config import ParamSpec, Range, SearchConfig, applies, describe_condition, grid_points, ordered_names, param_kind
 
 
 def _suggest(trial: Any, name: str, spec: ParamSpec) -> tuple[Any, bool]:
@@ -33,24 +33,23 @@ def _suggest(trial: Any, name: str, spec: ParamSpec) -> tuple[Any, bool]:
 class DefineByRun:
     """Called by Optuna once per trial; returns the constants of the space.
 
-    The model is drawn first; parameters that only a neural model uses (β,
-    epochs, ...) are drawn only when the model is neural, so Optuna never
-    attributes a PCA trial's score to a β that had no effect.
+    Conditional parameters: the model and the clusterer are drawn first, then
+    only the parameters that apply to them (β only for the VAE, eps only for
+    DBSCAN, ...), so Optuna never attributes a score to a value that had no
+    effect.
     """
 
     space: dict[str, ParamSpec]
 
     def __call__(self, trial: Any) -> dict[str, Any]:
+        config: dict[str, Any] = {}
         constants: dict[str, Any] = {}
-        model, sampled = _suggest(trial, "model", self.space.get("model", TrialParams().model))
-        if not sampled:
-            constants["model"] = model
-        for name, spec in self.space.items():
-            if name == "model" or (name in NEURAL_ONLY_PARAMS and model not in NEURAL_MODELS):
+        for name in ordered_names(self.space):  # the parameters others depend on come first
+            if not applies(name, config):
                 continue
-            value, sampled = _suggest(trial, name, spec)
+            config[name], sampled = _suggest(trial, name, self.space[name])
             if not sampled:
-                constants[name] = value
+                constants[name] = config[name]
         return constants
 
 
@@ -95,12 +94,23 @@ class SweepSearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
 
 
-SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler, "grid": optuna.samplers.RandomSampler}
 
 
 def optuna_search(space: dict[str, ParamSpec], search: SearchConfig) -> SweepSearch:
+    """The searcher for a sweep; ``grid`` enqueues every configuration (conditions respected) so each runs once.
+
+    Optuna's own GridSampler wants every parameter in every trial, which a
+    conditional space does not have (no ``eps`` for K-Means), so the grid is
+    enumerated here and enqueued as Optuna's fixed trials.
+    """
+    points = grid_points(space) if search.sampler == "grid" else None
     return SweepSearch(
-        space=DefineByRun(space), metric=search.metric, mode=search.resolved_mode, sampler=SAMPLERS[search.sampler](seed=search.seed)
+        space=DefineByRun(space),
+        metric=search.metric,
+        mode=search.resolved_mode,
+        sampler=SAMPLERS[search.sampler](seed=search.seed),
+        points_to_evaluate=points,
     )
 
 
@@ -114,6 +124,7 @@ def describe_space(space: dict[str, ParamSpec]) -> list[str]:
             text = f"choice {spec}"
         else:
             text = f"fixed {spec}"
-        scope = "  (neural models only)" if name in NEURAL_ONLY_PARAMS else ""
+        condition = describe_condition(name)
+        scope = f"  (only when {condition})" if condition else ""
         lines.append(f"  {name:<14}{text}{scope}")
     return lines

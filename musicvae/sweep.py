@@ -3,15 +3,16 @@
 Flow of :func:`run_sweep`::
 
     sweep file -> features (once, into Ray's object store) -> Tuner(OptunaSearch)
-        -> trials (musicvae.trial.run_trial, reporting every epoch)
-        -> MLflow parent + child runs -> leaderboard
+        -> trials (musicvae.trial.run_trial, reporting every epoch, checkpointing)
+        -> MLflow parent + child runs (metrics, figures, embeddings)
+        -> leaderboard (per trial, and per method over seeds) + summary figures
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from musicvae.config import NEURAL_MODELS, NEURAL_ONLY_PARAMS, SweepConfig, TrialParams, expand_path
+from musicvae.config import K_CLUSTERERS, VARIATIONAL_MODELS, ResourcesConfig, SweepConfig, TrialParams, TrialsConfig, choices, expand_path
 from musicvae.dataset import FeatureSet, load_feature_set
-from musicvae.metrics import EXTERNAL, INTERNAL
+from musicvae.leaderboard import METRICS, format_leaderboard, format_methods, leaderboard, method_table, selection_summary
 from musicvae.search import describe_space, optuna_search
-
-LEADERBOARD_PARAMS = ("model", "latent_dim", "beta", "clusterer", "seed")
-LEADERBOARD_METRICS = (*INTERNAL, *EXTERNAL, "val_loss")
 
 
 def describe_plan(cfg: SweepConfig) -> str:
@@ -39,19 +37,23 @@ def describe_plan(cfg: SweepConfig) -> str:
         f"Sweep '{cfg.name}'" + (f": {cfg.description}" if cfg.description else ""),
         f"Data: {source.kind} ({source_args})",
     ]
-    if source.kind != "table":
+    if source.kind not in ("table", "fma_features"):
         lines.append(
-            f"Features: MFCC {audio.stats} of {audio.n_mfcc} coefficients, {audio.duration or 'whole'} s from {audio.offset} s "
-            f"at {audio.sample_rate} Hz (Ray Data), cache {cfg.data.cache_dir}"
+            f"Features: {', '.join(audio.features)}; MFCC {audio.stats} of {audio.n_mfcc} coefficients, {audio.duration or 'whole'} s "
+            f"from {audio.offset} s at {audio.sample_rate} Hz (Ray Data), cache {cfg.data.cache_dir}"
         )
+    if cfg.data.text is not None:
+        lines.append(f"Text: {cfg.data.text.method} embeddings of {', '.join(cfg.data.text.columns)}" + (" + lyrics" if cfg.data.text.lyrics else ""))
+    trials = cfg.trials
     lines += [
         f"Standardise features: {cfg.data.standardize}",
         "Search space (Optuna define-by-run):",
         *describe_space(cfg.space),
         f"Search: OptunaSearch, {search.sampler} sampler, seed {search.seed}; objective {search.metric} "
         f"({search.resolved_mode}, {label_note})",
-        f"Budget: {search.num_samples} trials, at most {search.max_concurrent_trials} at a time",
-        f"Resources per trial: {cfg.resources.cpus_per_trial:g} CPU, {cfg.resources.gpus_per_trial:g} GPU",
+        f"Budget: {cfg.num_samples} trials, at most {search.max_concurrent_trials} at a time",
+        f"Resources per trial: {cfg.resources.cpus_per_trial:g} CPU, {cfg.resources.gpus_per_trial:g} GPU (device {cfg.resources.device})",
+        f"Per trial: figures {', '.join(trials.figures) or 'none'}; checkpoint every {trials.checkpoint_every} epochs",
         f"Tracking: {cfg.tracking.resolved_uri()} (experiment '{cfg.tracking.experiment}')",
         f"Ray results: {expand_path(cfg.storage_path).resolve()}",
     ]
@@ -61,68 +63,63 @@ def describe_plan(cfg: SweepConfig) -> str:
 # ------------------------------------------------------------------ the trial
 
 
-def tune_trainable(config: dict[str, Any], data: FeatureSet, cpus: float = 1.0) -> None:
-    """A Tune function trainable: per-epoch losses, then the final metrics."""
+def trial_title(params: TrialParams) -> str:
+    """A figure title that says what was run: 'vae β=4 latent 32 + kmeans, seed 1'."""
+    beta = f" β={params.beta:.3g}" if params.model in VARIATIONAL_MODELS else ""
+    latent = f" latent {params.latent_dim}" if params.model != "raw" else ""
+    return f"{params.model}{beta}{latent} + {params.clusterer}, seed {params.seed}"
+
+
+def tune_trainable(config: dict[str, Any], data: FeatureSet, trials: TrialsConfig, resources: ResourcesConfig, cache_dir: str | None = None) -> None:
+    """A Tune function trainable: per-epoch losses with periodic checkpoints, then the metrics and artifacts.
+
+    A restarted trial (a retry after a crash, or a resumed sweep) finds its
+    last checkpoint with ``tune.get_checkpoint()`` and continues training
+    from that epoch instead of starting over.
+    """
     import torch
     from ray import tune
 
-    from musicvae.trial import run_trial
+    from musicvae.training import TrainingState
+    from musicvae.trial import run_trial, write_artifacts
 
-    torch.set_num_threads(max(1, int(cpus)))
+    torch.set_num_threads(max(1, int(resources.cpus_per_trial)))
     params = TrialParams(**config)
+    resume = None
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as directory:
+            resume = TrainingState.load(directory)
 
-    def on_epoch(stats: Any) -> None:
-        tune.report(
-            {"epoch": stats.epoch, "train_loss": stats.train_loss, "val_loss": stats.val_loss, "reconstruction": stats.reconstruction, "kl": stats.kl}
+    def on_epoch(stats: Any, state: TrainingState | None) -> None:
+        report = {"epoch": stats.epoch, "train_loss": stats.train_loss, "val_loss": stats.val_loss, "reconstruction": stats.reconstruction, "kl": stats.kl, "beta_now": stats.beta}
+        if state is None:
+            tune.report(report)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            state.save(directory)
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    result = run_trial(
+        params,
+        data,
+        on_epoch=on_epoch,
+        device=resources.device,
+        resume=resume,
+        checkpoint_every=trials.checkpoint_every,
+        silhouette_sample=trials.silhouette_sample,
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        timing = write_artifacts(
+            result,
+            data,
+            Path(directory) / "artifacts",
+            figures=trials.figures,
+            figure_points=trials.figure_points,
+            seed=params.seed,
+            title=trial_title(params),
+            cache_dir=Path(cache_dir) / "projections" if cache_dir else None,
         )
-
-    result = run_trial(params, data, on_epoch=on_epoch)
-    tune.report(result.metrics)
-
-
-# -------------------------------------------------------------- the leaderboard
-
-
-def leaderboard(results: Any, metric: str, mode: str) -> pd.DataFrame:
-    """One row per trial, best first by the objective; failed trials last."""
-    defaults = TrialParams()
-    rows = []
-    for result in results:
-        config, metrics = result.config or {}, result.metrics or {}
-        neural = config.get("model", defaults.model) in NEURAL_MODELS
-        row = {"trial": Path(result.path).name if result.path else "?", "status": "FAILED" if result.error else "OK"}
-        row.update({p: config.get(p, getattr(defaults, p) if neural or p not in NEURAL_ONLY_PARAMS else "") for p in LEADERBOARD_PARAMS})
-        row.update({m: metrics.get(m, math.nan) for m in LEADERBOARD_METRICS})
-        row["seconds"] = metrics.get("time_total_s", math.nan)
-        if result.error:
-            row["error"] = str(result.error).strip().splitlines()[-1][:120]
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if "error" not in table:
-        table["error"] = ""
-    table["error"] = table["error"].fillna("")
-    table = table.sort_values(["status", metric], ascending=[False, mode == "min"], na_position="last", kind="stable")
-    return table.reset_index(drop=True)
-
-
-def format_leaderboard(table: pd.DataFrame) -> str:
-    shown = table.drop(columns=[c for c in ("error",) if not table[c].astype(bool).any()])
-    shown = shown.drop(columns=[c for c in EXTERNAL if c in shown and shown[c].isna().all()])
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-")
-
-
-def selection_summary(table: pd.DataFrame, metric: str) -> str:
-    """The label-free winner next to the oracle (best by ARI), so the gap is visible."""
-    ok = table[table["status"] == "OK"]
-    if ok.empty:
-        return "No trial finished."
-    winner = ok.iloc[0]
-    lines = [f"Selected by {metric}: trial {winner['trial']} ({winner['model']}, {winner['clusterer']})"]
-    if "ari" in ok and ok["ari"].notna().any():
-        oracle = ok.loc[ok["ari"].idxmax()]
-        lines[0] += f": ARI {winner['ari']:.4f}, NMI {winner['nmi']:.4f}"
-        lines.append(f"Oracle (best ARI, uses labels): trial {oracle['trial']} ({oracle['model']}, {oracle['clusterer']}): ARI {oracle['ari']:.4f}, NMI {oracle['nmi']:.4f}")
-    return "\n".join(lines)
+        tune.report({**result.metrics, **timing, "notes": result.notes}, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 # ---------------------------------------------------------------------- run it
@@ -137,6 +134,7 @@ def trial_name(trial: Any) -> str:
 @dataclass(frozen=True)
 class SweepOutcome:
     leaderboard: pd.DataFrame
+    methods: pd.DataFrame
     parent_run_id: str
     tracking_uri: str
     experiment_id: str
@@ -162,7 +160,7 @@ def _ui_command(uri: str) -> str:
 
 def check_clusters(cfg: SweepConfig, data: FeatureSet) -> None:
     """k comes from the labels unless the space sets it; fail before any trial if neither can."""
-    if "n_clusters" in cfg.space:
+    if "n_clusters" in cfg.space or not any(c in K_CLUSTERERS for c in choices(cfg.space, "clusterer")):
         return
     if data.n_labels is None:
         raise ValueError("the data has no labels: set space.n_clusters in the sweep file")
@@ -178,25 +176,34 @@ def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list) -> Any:
     # every result. The metric name itself is validated by the sweep file's
     # schema, which is what that check guards against.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    cpus = cfg.resources.cpus_per_trial
+    # Keeping only the last checkpoints makes Tune snapshot its experiment state
+    # whenever one is deleted (so a resume never points at a deleted one); with
+    # short trials that is often, and Tune warns each time. The snapshot is cheap.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    resources = cfg.resources
     trainable = tune.with_resources(
-        tune.with_parameters(tune_trainable, data=data, cpus=cpus),  # the data goes to the object store once
-        {"cpu": cpus, "gpu": cfg.resources.gpus_per_trial},
+        # The data goes to the object store once; every trial reads it from there.
+        tune.with_parameters(tune_trainable, data=data, trials=cfg.trials, resources=resources, cache_dir=str(expand_path(cfg.data.cache_dir).resolve())),
+        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=optuna_search(cfg.space, cfg.search),
-            num_samples=cfg.search.num_samples,
+            num_samples=cfg.num_samples,
             max_concurrent_trials=cfg.search.max_concurrent_trials,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
+            # A worker process serves trial after trial: torch, librosa and UMAP's
+            # JIT-compiled code (~20 s to compile) are loaded once per worker, not once per trial.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(expand_path(cfg.storage_path).resolve()),
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=0),  # a failed trial is recorded, not retried
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the last training state, and the final artifacts
             verbose=1,
         ),
     )
@@ -213,16 +220,17 @@ def _sweep_params(cfg: SweepConfig, data: FeatureSet) -> dict[str, Any]:
         "objective": cfg.search.metric,
         "mode": cfg.search.resolved_mode,
         "sampler": cfg.search.sampler,
-        "num_samples": cfg.search.num_samples,
+        "num_samples": cfg.num_samples,
         "max_concurrent_trials": cfg.search.max_concurrent_trials,
     }
 
 
-def _summary_metrics(table: pd.DataFrame) -> dict[str, float]:
+def _summary_metrics(table: pd.DataFrame, methods: pd.DataFrame) -> dict[str, float]:
     ok = table[table["status"] == "OK"]
     metrics = {"n_trials_ok": float(len(ok)), "n_trials_failed": float(len(table) - len(ok))}
-    if len(ok):
-        metrics.update({f"best_{m}": float(ok.iloc[0][m]) for m in LEADERBOARD_METRICS if pd.notna(ok.iloc[0][m])})
+    if len(methods):
+        best = methods.iloc[0]
+        metrics.update({f"best_{m}": float(best[f"{m}_mean"]) for m in METRICS if f"{m}_mean" in best and pd.notna(best[f"{m}_mean"])})
     return metrics
 
 
@@ -231,6 +239,7 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "") -> SweepOutcome:
     import ray
 
     from musicvae import tracking
+    from musicvae.summary import sweep_figures
 
     start = time.perf_counter()
     started_ray = _init_ray()
@@ -247,10 +256,23 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "") -> SweepOutcome:
         try:
             callback = tracking.MLflowTrialCallback(uri, experiment_id, parent, cfg.name)
             results = build_tuner(cfg, data, [callback]).fit()
-            table = leaderboard(results, cfg.search.metric, cfg.search.resolved_mode)
-            summary = selection_summary(table, cfg.search.metric)
-            report = format_leaderboard(table) + "\n\n" + summary
-            tracking.log_summary(client, parent, _summary_metrics(table), {"leaderboard.csv": table.to_csv(index=False), "leaderboard.txt": report})
+            metric, mode = cfg.search.metric, cfg.search.resolved_mode
+            table = leaderboard(results, metric, mode)
+            methods = method_table(table, metric, mode)
+            report = format_leaderboard(table)
+            if len(methods) and methods["n"].max() > 1:  # seeds were repeated: the per-method view is the one to read
+                report += "\n\nPer method, mean ± std over seeds:\n\n" + format_methods(methods)
+            report += "\n\n" + selection_summary(table, metric, mode)
+            tracking.log_summary(
+                client,
+                parent,
+                _summary_metrics(table, methods),
+                {"leaderboard.csv": table.to_csv(index=False), "methods.csv": methods.to_csv(index=False), "leaderboard.txt": report},
+            )
+            checkpoints = {Path(r.path).name: r.checkpoint for r in results if r.path and r.checkpoint}
+            with tempfile.TemporaryDirectory() as figures:
+                sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points)
+                client.log_artifacts(parent, figures, "figures")
             status = "FINISHED"
         finally:
             tracking.close_unfinished_children(client, experiment_id, parent)
@@ -263,4 +285,4 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "") -> SweepOutcome:
     print(f"\nLeaderboard (objective: {cfg.search.metric}, {cfg.search.resolved_mode})\n\n{report}")
     print(f"\nSweep finished in {seconds:.1f} s. MLflow parent run {parent} in experiment '{cfg.tracking.experiment}'.")
     print(f"Open the MLflow UI: {_ui_command(uri)}")
-    return SweepOutcome(table, parent, uri, experiment_id, seconds)
+    return SweepOutcome(table, methods, parent, uri, experiment_id, seconds)

@@ -83,7 +83,7 @@ class MLflowTrialCallback(tune.Callback):
             SWEEP_TAG: self.sweep_name,
             ROLE_TAG: "trial",
             "ray.trial_id": trial.trial_id,
-            **{f"musicvae.{k}": str(config[k]) for k in ("model", "clusterer", "beta", "seed") if k in config},
+            **{f"musicvae.{k}": str(config[k]) for k in ("model", "clusterer", "beta", "latent_dim", "seed") if k in config},
         }
         run = self.client.create_run(self.experiment_id, run_name=str(trial), tags=tags)
         self.run_ids[trial.trial_id] = run.info.run_id
@@ -95,9 +95,25 @@ class MLflowTrialCallback(tune.Callback):
             self.client.log_batch(run_id, metrics=_metrics(result, int(result.get("training_iteration", 0))))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """The trial's artifacts (figures, embedding, latent analysis, weights) travel in its last checkpoint.
+
+        Trials write them into the checkpoint rather than to MLflow, so only
+        the driver ever writes to the tracking store and remote workers need
+        no access to it; Tune has already persisted the checkpoint to the
+        sweep's storage (local or a pyarrow URI) when this is called.
+        """
         run_id = self.run_ids.get(trial.trial_id)
-        if run_id:
-            self.client.set_terminated(run_id, status="FINISHED")
+        if not run_id:
+            return
+        notes = (trial.last_result or {}).get("notes") or {}
+        if notes:
+            self.client.log_batch(run_id, tags=[RunTag(f"musicvae.note.{k}", str(v)[:5000]) for k, v in notes.items()])
+        if trial.checkpoint is not None:
+            with trial.checkpoint.as_directory() as directory:
+                artifacts = Path(directory) / "artifacts"
+                if artifacts.is_dir():
+                    self.client.log_artifacts(run_id, str(artifacts))
+        self.client.set_terminated(run_id, status="FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_ids.get(trial.trial_id)

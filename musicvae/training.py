@@ -1,20 +1,30 @@
-"""Training a VAE: seeded, on CPU or CUDA, with the data held on the device.
+"""Training any model of the VAE family: seeded, on CPU or CUDA, resumable.
 
-The MFCC tables of this field are small (thousands of rows, tens of columns),
-so the whole set lives on the device as one tensor and batches are index
-slices: no DataLoader, no per-batch host-to-device copies.
+The feature tables of this field are small (thousands of tracks; a 3000 x
+20 x 128 spectrogram set is 30 MB), so the whole set lives on the device as
+tensors and batches are index slices: no DataLoader, no per-batch copies.
+Sets too large for that stay in host memory and each batch is copied.
+
+A :class:`TrainingState` is everything needed to continue exactly where
+training stopped (weights, optimiser, epoch, history, random generators):
+Tune checkpoints it, and a restarted trial picks up from it.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from musicvae.models.vae import MLPVAE, vae_loss
+from musicvae.models.vae import elbo
+
+DEVICE_RESIDENT_BYTES = 2 * 1024**3  # above this, inputs stay in host memory and batches are copied
 
 
 class NonFiniteLossError(RuntimeError):
@@ -25,20 +35,53 @@ class NonFiniteLossError(RuntimeError):
 class EpochStats:
     epoch: int
     train_loss: float
-    val_loss: float
+    val_loss: float  # the negative ELBO at the target β (the same objective at every epoch, warm-up or not)
     reconstruction: float
     kl: float
+    beta: float  # the β used for this epoch's updates (below target during KL warm-up)
+
+
+@dataclass
+class TrainingState:
+    """A resumable snapshot; ``save``/``load`` use one file so a checkpoint is one atomic unit."""
+
+    epoch: int
+    model: dict
+    optimizer: dict
+    history: list[EpochStats] = field(default_factory=list)
+    rng: dict = field(default_factory=dict)
+
+    FILE = "training_state.pt"
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / self.FILE
+        torch.save({"epoch": self.epoch, "model": self.model, "optimizer": self.optimizer, "history": [vars(h) for h in self.history], "rng": self.rng}, path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TrainingState | None:
+        path = Path(directory) / cls.FILE
+        if not path.exists():
+            return None
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+        return cls(raw["epoch"], raw["model"], raw["optimizer"], [EpochStats(**h) for h in raw["history"]], raw["rng"])
 
 
 def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch (CPU and CUDA); cuDNN made deterministic, so a seed gives one result."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def pick_device(preference: str = "auto") -> torch.device:
+    """CUDA when this process can see a GPU (Ray shows a trial only the GPUs it asked for), else CPU."""
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but this trial sees no GPU")
     return torch.device(preference)
 
 
@@ -48,17 +91,64 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return order[n_val:], order[:n_val]
 
 
-def _evaluate(model: MLPVAE, x: torch.Tensor, beta: float) -> tuple[float, float, float]:
+def beta_at(epoch: int, beta: float, warmup_epochs: int) -> float:
+    """Linear KL warm-up (Bowman et al., 2016): β/warmup at epoch 1, the full β from epoch ``warmup_epochs``."""
+    if warmup_epochs <= 0:
+        return beta
+    return beta * min(1.0, epoch / warmup_epochs)
+
+
+class _Tensors:
+    """The inputs as tensors, on the device when they fit; ``batch(idx)`` gives one batch on the device."""
+
+    def __init__(self, inputs: dict[str, np.ndarray], device: torch.device):
+        resident = device.type == "cpu" or sum(a.nbytes for a in inputs.values()) <= DEVICE_RESIDENT_BYTES
+        home = device if resident else torch.device("cpu")
+        self.device = device
+        self.data = {key: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=home) for key, a in inputs.items()}
+        if not resident and torch.cuda.is_available():
+            self.data = {key: t.pin_memory() for key, t in self.data.items()}
+
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        index = index.to(next(iter(self.data.values())).device)
+        return {key: t[index].to(self.device, non_blocking=True) for key, t in self.data.items()}
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"shuffle": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(generator: torch.Generator, state: dict) -> None:
+    generator.set_state(state["shuffle"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _snapshot(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[EpochStats], generator: torch.Generator) -> TrainingState:
+    """A copy, not references: state_dict() tensors are the live weights, which the next step changes in place."""
+    return TrainingState(epoch, copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), list(history), _rng_state(generator))
+
+
+def _evaluate(model: nn.Module, data: _Tensors, index: torch.Tensor, beta: float, batch_size: int = 4096) -> tuple[float, float, float]:
+    """Mean negative ELBO, reconstruction and KL over ``index``, in batches (bounded memory on big sets)."""
     model.eval()
+    totals = np.zeros(3)
     with torch.no_grad():
-        recon, mu, logvar = model(x)
-        loss, reconstruction, kl = vae_loss(x, recon, mu, logvar, beta)
-    return loss.item(), reconstruction.item(), kl.item()
+        for start in range(0, len(index), batch_size):
+            part = index[start : start + batch_size]
+            terms = elbo(model, data.batch(part), beta)
+            totals += np.array([terms.loss.item(), terms.reconstruction.item(), terms.kl.item()]) * len(part)
+    loss, reconstruction, kl = (float(v) for v in totals / max(len(index), 1))
+    return loss, reconstruction, kl
 
 
-def train_vae(
-    model: MLPVAE,
-    features: np.ndarray,
+def train_model(
+    model: nn.Module,
+    inputs: dict[str, np.ndarray],
     *,
     beta: float,
     epochs: int,
@@ -67,47 +157,71 @@ def train_vae(
     val_fraction: float,
     seed: int,
     device: torch.device,
-    on_epoch: Callable[[EpochStats], None] | None = None,
+    kl_warmup_epochs: int = 0,
+    resume: TrainingState | None = None,
+    checkpoint_every: int = 0,
+    on_epoch: Callable[[EpochStats, TrainingState | None], None] | None = None,
 ) -> list[EpochStats]:
-    """Adam on reconstruction + β·KL; ``on_epoch`` sees every epoch (Tune reports there)."""
-    seed_everything(seed)
-    train_idx, val_idx = split_indices(len(features), val_fraction, seed)
-    data = torch.as_tensor(features, dtype=torch.float32, device=device)
-    x_train = data[torch.as_tensor(train_idx, device=device)]
-    x_val = data[torch.as_tensor(val_idx, device=device)] if len(val_idx) else x_train
+    """Adam on reconstruction + β·KL, with a held-out split for the ELBO.
+
+    ``on_epoch`` sees every epoch (Tune reports there) and, every
+    ``checkpoint_every`` epochs and at the last one, a :class:`TrainingState`
+    to checkpoint. ``resume`` continues from such a state: the result is the
+    one an uninterrupted run would have given.
+    """
+    n = len(next(iter(inputs.values())))
+    train_idx, val_idx = split_indices(n, val_fraction, seed)
+    if len(val_idx) == 0:
+        val_idx = train_idx  # no split asked for: report the training ELBO
+    data = _Tensors(inputs, device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    history: list[EpochStats] = []
+    first = 1
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        _restore_rng(generator, resume.rng)
+        history, first = list(resume.history), resume.epoch + 1
 
-    history = []
-    for epoch in range(1, epochs + 1):
+    train_index, val_index = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+    for epoch in range(first, epochs + 1):
         model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        total, seen = 0.0, 0
+        epoch_beta = beta_at(epoch, beta, kl_warmup_epochs)
+        order = train_index[torch.randperm(len(train_index), generator=generator)]
+        total = 0.0
         for start in range(0, len(order), batch_size):
-            batch = x_train[order[start : start + batch_size]]
-            recon, mu, logvar = model(batch)
-            loss, _, _ = vae_loss(batch, recon, mu, logvar, beta)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch} (lr={lr}, beta={beta})")
+            part = order[start : start + batch_size]
+            terms = elbo(model, data.batch(part), epoch_beta)
+            if not torch.isfinite(terms.loss):
+                raise NonFiniteLossError(f"loss became {terms.loss.item()} at epoch {epoch} (lr={lr}, beta={beta})")
             optimizer.zero_grad()
-            loss.backward()
+            terms.loss.backward()
             optimizer.step()
-            total += loss.item() * len(batch)
-            seen += len(batch)
-        val_loss, reconstruction, kl = _evaluate(model, x_val, beta)
+            total += terms.loss.item() * len(part)
+        val_loss, reconstruction, kl = _evaluate(model, data, val_index, beta)
         if not np.isfinite(val_loss):
             raise NonFiniteLossError(f"validation loss became {val_loss} at epoch {epoch}")
-        stats = EpochStats(epoch, total / seen, val_loss, reconstruction, kl)
+        stats = EpochStats(epoch, total / len(order), val_loss, reconstruction, kl, epoch_beta)
         history.append(stats)
         if on_epoch is not None:
-            on_epoch(stats)
+            due = checkpoint_every > 0 and (epoch % checkpoint_every == 0 or epoch == epochs)
+            state = _snapshot(epoch, model, optimizer, history, generator) if due else None
+            on_epoch(stats, state)
     return history
 
 
-def posterior_mean(model: MLPVAE, features: np.ndarray, device: torch.device) -> np.ndarray:
-    """The embedding used for clustering: the encoder's mean, no sampling noise."""
-    model.eval()
+def encode(model: nn.Module, inputs: dict[str, np.ndarray], device: torch.device, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray | None]:
+    """Posterior means (the embedding: no sampling noise) and log-variances (None for an autoencoder) of every track."""
+    model.to(device).eval()
+    data = _Tensors(inputs, device)
+    n = len(next(iter(inputs.values())))
+    mus, logvars = [], []
     with torch.no_grad():
-        mu, _ = model.encode(torch.as_tensor(features, dtype=torch.float32, device=device))
-    return mu.cpu().numpy()
+        for start in range(0, n, batch_size):
+            mu, logvar = model.encode(data.batch(torch.arange(start, min(start + batch_size, n))))
+            mus.append(mu.cpu().numpy())
+            if logvar is not None:
+                logvars.append(logvar.cpu().numpy())
+    return np.concatenate(mus), (np.concatenate(logvars) if logvars else None)

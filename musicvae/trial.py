@@ -1,4 +1,4 @@
-"""One trial, start to finish: features -> model -> embedding -> clusters -> metrics.
+"""One trial, start to finish: features -> model -> embedding -> clusters -> metrics -> artifacts.
 
 This is plain Python with no Ray in it, so it can be tested, debugged and
 benchmarked on its own; :mod:`musicvae.sweep` wraps it for Tune.
@@ -6,31 +6,44 @@ benchmarked on its own; :mod:`musicvae.sweep` wraps it for Tune.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
+from torch import nn
 
 from musicvae.clustering import cluster
-from musicvae.config import TrialParams
+from musicvae.config import K_CLUSTERERS, TrialParams
 from musicvae.dataset import FeatureSet
+from musicvae.disentanglement import DisentanglementReport, analyse_latents
 from musicvae.metrics import all_metrics
+from musicvae.models import build_model
 from musicvae.models.pca import pca_embedding
-from musicvae.models.vae import MLPVAE
-from musicvae.training import EpochStats, pick_device, posterior_mean, seed_everything, train_vae
+from musicvae.training import EpochStats, TrainingState, encode, pick_device, seed_everything, train_model
 
 
 @dataclass(frozen=True)
 class TrialResult:
     metrics: dict[str, float]
+    notes: dict[str, str]  # why a metric is NaN, what a clusterer chose
     embedding: np.ndarray = field(repr=False)
     clusters: np.ndarray = field(repr=False)
+    latents: DisentanglementReport = field(repr=False)
     history: list[EpochStats] = field(default_factory=list, repr=False)
+    model: nn.Module | None = field(default=None, repr=False)
 
 
-def resolve_n_clusters(params: TrialParams, data: FeatureSet) -> int:
-    """k defaults to the number of labels; without labels it must be configured."""
+def resolve_n_clusters(params: TrialParams, data: FeatureSet) -> int | None:
+    """k defaults to the number of labels; without labels it must be configured. DBSCAN/HDBSCAN find their own."""
+    if params.clusterer not in K_CLUSTERERS:
+        return None
     if params.n_clusters is not None:
         return params.n_clusters
     if data.n_labels is None:
@@ -38,41 +51,148 @@ def resolve_n_clusters(params: TrialParams, data: FeatureSet) -> int:
     return data.n_labels
 
 
+def model_inputs(params: TrialParams, data: FeatureSet) -> dict[str, np.ndarray]:
+    """The arrays a neural model trains on, by batch key (see :mod:`musicvae.models.vae`)."""
+    inputs: dict[str, np.ndarray] = {}
+    if params.uses_spectrogram:
+        if params.spectrogram not in data.spectrograms:
+            raise ValueError(f"model {params.model} needs '{params.spectrogram}' spectrograms; add it to data.audio.features")
+        inputs["spectrogram"] = data.spectrograms[params.spectrogram]
+    else:
+        inputs["features"] = data.features
+    if params.model == "multimodal_vae":
+        if data.text_embeddings is None or data.text_missing is None:
+            raise ValueError("multimodal_vae needs the text modality (data.text in the sweep file)")
+        inputs["text"] = data.text_embeddings
+        inputs["text_mask"] = (~data.text_missing).astype(np.float32)
+    return inputs
+
+
 def run_trial(
     params: TrialParams,
     data: FeatureSet,
-    on_epoch: Callable[[EpochStats], None] | None = None,
+    *,
+    on_epoch: Callable[[EpochStats, TrainingState | None], None] | None = None,
     device: str = "auto",
+    resume: TrainingState | None = None,
+    checkpoint_every: int = 0,
+    silhouette_sample: int | None = 10000,
 ) -> TrialResult:
+    """Embed, cluster and score; ``on_epoch``/``resume``/``checkpoint_every`` as in :func:`~musicvae.training.train_model`."""
     seed_everything(params.seed)
     n_clusters = resolve_n_clusters(params, data)
     start = time.perf_counter()
     history: list[EpochStats] = []
-    extra: dict[str, float] = {}
-    if params.model == "pca":
-        embedding, explained = pca_embedding(data.features, params.latent_dim, seed=params.seed)
-        extra["explained_variance"] = explained
+    model = logvar = None
+    metrics: dict[str, float] = {}
+    if params.model == "raw":
+        embedding = data.features
+    elif params.model == "pca":
+        embedding, metrics["explained_variance"] = pca_embedding(data.features, params.latent_dim, seed=params.seed)
     else:
         torch_device = pick_device(device)
-        model = MLPVAE(data.features.shape[1], latent_dim=params.latent_dim, hidden_dim=params.hidden_dim)
-        history = train_vae(
+        inputs = model_inputs(params, data)
+        model = build_model(params, inputs)
+        history = train_model(
             model,
-            data.features,
-            beta=params.beta,
+            inputs,
+            beta=0.0 if params.model == "ae" else params.beta,
+            kl_warmup_epochs=params.kl_warmup_epochs,
             epochs=params.epochs,
             lr=params.lr,
             batch_size=params.batch_size,
             val_fraction=params.val_fraction,
             seed=params.seed,
             device=torch_device,
+            resume=resume,
+            checkpoint_every=checkpoint_every,
             on_epoch=on_epoch,
         )
-        embedding = posterior_mean(model, data.features, torch_device)
+        embedding, logvar = encode(model, inputs, torch_device)
         last = history[-1]
-        extra.update(val_loss=last.val_loss, reconstruction=last.reconstruction, kl=last.kl)
-    fit_seconds = time.perf_counter() - start
+        metrics.update(val_loss=last.val_loss, reconstruction=last.reconstruction, kl=last.kl)
+    metrics["fit_seconds"] = time.perf_counter() - start
 
-    clusters = cluster(embedding, params.clusterer, n_clusters, seed=params.seed)
-    metrics = all_metrics(embedding, clusters, data.labels, seed=params.seed)
-    metrics.update(extra, n_clusters=float(n_clusters), embedding_dim=float(embedding.shape[1]), fit_seconds=fit_seconds)
-    return TrialResult(metrics, embedding, clusters, history)
+    start = time.perf_counter()
+    clustering = cluster(embedding, params.clusterer, n_clusters, seed=params.seed, linkage=params.linkage, eps=params.eps, min_samples=params.min_samples)
+    scores = all_metrics(embedding, clustering.labels, data.labels, silhouette_sample=silhouette_sample, seed=params.seed)
+    metrics["cluster_seconds"] = time.perf_counter() - start
+    latents = analyse_latents(embedding, logvar, data.labels, seed=params.seed)
+    metrics.update(scores.values, **latents.metrics(), **{f"chosen_{k}": v for k, v in clustering.params.items()})
+    metrics.update(embedding_dim=float(embedding.shape[1]), trial_seconds=metrics["fit_seconds"] + metrics["cluster_seconds"])
+    if n_clusters is not None:
+        metrics["n_clusters"] = float(n_clusters)
+    return TrialResult(metrics, scores.notes, embedding, clustering.labels, latents, history, model)
+
+
+def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: Path | None) -> np.ndarray:
+    """UMAP/t-SNE coordinates, computed once per distinct embedding.
+
+    Trials that differ only in the clusterer train the same model with the
+    same seed and get the very same embedding (training is deterministic), so
+    a study's grid of models x clusterers would otherwise project each
+    embedding once per clusterer. The key is the embedding's bytes: a
+    different embedding can never be served a stale picture.
+    """
+    from musicvae import figures as fig
+
+    if cache_dir is None:
+        return fig.project(embedding, method, seed=seed)
+    key = hashlib.sha256(np.ascontiguousarray(embedding).tobytes() + f"{embedding.shape}{method}{seed}".encode()).hexdigest()[:32]
+    path = cache_dir / f"{key}.npy"
+    if path.exists():
+        return np.load(path)
+    coords = fig.project(embedding, method, seed=seed)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(partial, coords)
+    partial.replace(path)  # atomic: a concurrent trial reads a whole file or none
+    return coords
+
+
+def write_artifacts(
+    result: TrialResult,
+    data: FeatureSet,
+    directory: str | Path,
+    *,
+    figures: list[str],
+    figure_points: int = 3000,
+    seed: int = 0,
+    title: str = "",
+    cache_dir: Path | None = None,
+) -> dict[str, float]:
+    """What a trial leaves for MLflow: embedding (Parquet), latent analysis (JSON), figures (PNG), weights.
+
+    The 2-D projections are saved too (``projection.parquet``), so sweep-level
+    figures such as the β grid reuse them instead of running UMAP again.
+    Returns the seconds spent, to be reported apart from the trial's own time.
+    """
+    from musicvae import figures as fig
+
+    start = time.perf_counter()
+    directory = Path(directory)
+    (directory / "figures").mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(result.embedding, columns=[f"z{i:02d}" for i in range(result.embedding.shape[1])])
+    table.insert(0, "cluster", result.clusters)
+    table.insert(0, "track_id", data.track_ids)
+    if data.labels is not None:
+        table.insert(2, "genre", np.asarray(data.label_names)[data.labels])  # for reading the file; never a feature
+    table.to_parquet(directory / "embedding.parquet", index=False)
+    (directory / "latents.json").write_text(json.dumps(result.latents.to_dict()))
+    if result.model is not None:
+        torch.save(result.model.state_dict(), directory / "model.pt")
+
+    methods = [m for m in fig.PROJECTIONS if m in figures]
+    if methods:
+        rows = fig.sample_rows(len(result.embedding), figure_points, seed)
+        coords = {m: cached_projection(result.embedding[rows], m, seed, cache_dir) for m in methods}
+        labels = data.labels[rows] if data.labels is not None else None
+        fig.save_figure(fig.projection_figure(coords, result.clusters[rows], labels, data.label_names, title=title), directory / "figures" / "projection.png")
+        projection = pd.DataFrame({"track_id": np.asarray(data.track_ids)[rows]})
+        for m, xy in coords.items():
+            projection[f"{m}_x"], projection[f"{m}_y"] = xy[:, 0], xy[:, 1]
+        projection.to_parquet(directory / "projection.parquet", index=False)
+    if "disentanglement" in figures:
+        fig.save_figure(fig.disentanglement_figure(result.latents, title=title), directory / "figures" / "latents.png")
+    return {"artifact_seconds": time.perf_counter() - start}
+

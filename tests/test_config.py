@@ -11,17 +11,21 @@ from musicvae.config import SweepFileError, TableSource, load_sweep, parse_sweep
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "fma_seed_features.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
 def test_shipped_sweep_files_are_valid(name: str) -> None:
     cfg = load_sweep(REPO / "sweeps" / name)
     assert cfg.search.metric == "silhouette"  # the default objective is label-free
     assert not cfg.search.uses_labels
 
 
-def test_fma_sweep_reads_the_table_with_genre_as_label() -> None:
-    cfg = load_sweep(REPO / "sweeps" / "fma_seed_features.yaml")
+@pytest.mark.parametrize("task", ["easy", "medium", "hard"])
+def test_fma_sweeps_read_the_table_with_genre_as_label_and_repeat_seeds(task: str) -> None:
+    cfg = load_sweep(REPO / "sweeps" / f"{task}.yaml")
     assert isinstance(cfg.data.source, TableSource)
     assert cfg.data.source.label_column == "genre"
+    assert cfg.search.sampler == "grid" and len(cfg.space["seed"]) >= 3
+    if task != "easy":
+        assert cfg.data.text is not None and "genre" not in cfg.data.text.columns
 
 
 def _error(raw: dict) -> str:
@@ -45,7 +49,18 @@ def _error(raw: dict) -> str:
         ({"name": "x", "resources": {"gpus_per_trial": 1.5}}, "resources.gpus_per_trial", "fraction"),
         ({"name": "x", "search": {"num_samples": 0}}, "search.num_samples", "greater than or equal to 1"),
         ({"name": "x", "search": {"metric": "silhouette", "mode": "min"}}, "search", "contradicts"),
-        ({"name": "x", "search": {"metric": "val_loss"}}, "val_loss", "pca"),
+        ({"name": "x", "search": {"metric": "val_loss"}}, "search.metric", "pca"),
+        ({"name": "x", "space": {"model": ["vae", "multimodal_vae"]}}, "space.model", "data.text"),
+        ({"name": "x", "data": {"source": {"kind": "table", "path": "t.csv"}}, "space": {"model": "conv_vae"}}, "space.model", "spectrograms"),
+        ({"name": "x", "space": {"model": "conv_vae", "spectrogram": "logmel"}, "data": {"audio": {"features": ["mfcc", "mfcc_spectrogram"]}}}, "space.spectrogram", "logmel"),
+        ({"name": "x", "space": {"model": "conv_vae"}}, "space.spectrogram", "mfcc_spectrogram"),
+        ({"name": "x", "space": {"clusterer": ["kmeans", "spectral"]}}, "space.clusterer", "'spectral'"),
+        ({"name": "x", "space": {"linkage": "median"}}, "space.linkage", "'median'"),
+        ({"name": "x", "space": {"eps": [0.0]}}, "space.eps", "greater than 0"),
+        ({"name": "x", "search": {"sampler": "grid"}, "space": {"beta": {"low": 0.5, "high": 4}}}, "search.sampler", "space.beta is a range"),
+        ({"name": "x", "search": {"sampler": "grid", "num_samples": 5}, "space": {"model": ["pca", "raw"]}}, "search.num_samples", "2 configurations"),
+        ({"name": "x", "resources": {"device": "cuda"}}, "resources", "gpus_per_trial"),
+        ({"name": "x", "trials": {"figures": ["umap", "pca"]}}, "trials.figures", "'pca'"),
         ({"name": "x", "data": {"source": {"kind": "fma", "metadata_dir": "m"}}}, "data.source.fma.audio_dir", "Field required"),
         ({"name": "x", "data": {"source": {"kind": "mp4"}}}, "data.source", "kind"),
         ({"name": "x y"}, "name", "pattern"),
@@ -88,3 +103,16 @@ def test_yaml_syntax_error_is_reported(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n")
     with pytest.raises(SweepFileError, match="not valid YAML"):
         load_sweep(bad)
+
+
+def test_grid_budget_is_the_number_of_distinct_configurations() -> None:
+    cfg = parse_sweep(
+        {
+            "name": "x",
+            "search": {"sampler": "grid"},
+            "space": {"model": ["pca", "vae"], "beta": [0.5, 4.0], "clusterer": ["kmeans", "dbscan"], "eps": [0.5, 1.0], "seed": [0, 1]},
+        }
+    )
+    # pca: 1 x (kmeans + 2 dbscan eps) = 3; vae: 2 beta x 3 = 6; times 2 seeds
+    assert cfg.num_samples == (3 + 6) * 2
+    assert parse_sweep({"name": "x"}).num_samples == 8

@@ -4,13 +4,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import adjusted_rand_score
 
 from musicvae.config import TrialParams
 from musicvae.dataset import FeatureSet
+from musicvae.models import build_model
+from musicvae.models.conv_vae import ConvVAE
+from musicvae.models.multimodal_vae import MultimodalVAE, product_of_experts
 from musicvae.models.pca import pca_embedding
-from musicvae.models.vae import MLPVAE, vae_loss
-from musicvae.training import NonFiniteLossError, pick_device, posterior_mean, seed_everything, train_vae
+from musicvae.models.vae import MLPVAE, elbo
+from musicvae.training import NonFiniteLossError, TrainingState, beta_at, encode, pick_device, seed_everything, train_model
 from musicvae.trial import run_trial
+
+CPU = torch.device("cpu")
+TRAIN = dict(lr=1e-3, batch_size=32, val_fraction=0.1, device=CPU)
 
 
 def blobs(n_per: int = 40, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -20,63 +27,216 @@ def blobs(n_per: int = 40, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.n
     return (x - x.mean(0)) / x.std(0), np.repeat(np.arange(3), n_per)
 
 
-def feature_set(x: np.ndarray, labels: np.ndarray | None) -> FeatureSet:
+def spectrograms(labels: np.ndarray, shape: tuple[int, int] = (20, 32), seed: int = 0) -> np.ndarray:
+    """Each class a different sinusoid over time, plus noise: structure a CNN can find."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, shape[1])
+    rows = np.arange(shape[0])[:, None]
+    base = np.stack([np.sin((k + 1) * t + rows) for k in range(3)])
+    return (base[labels] + rng.normal(0, 0.3, (len(labels), *shape))).astype(np.float32)
+
+
+def feature_set(x: np.ndarray, labels: np.ndarray | None, text_missing: np.ndarray | None = None) -> FeatureSet:
     names = ["a", "b", "c"] if labels is not None else []
     ids = [str(i) for i in range(len(x))]
-    return FeatureSet(ids, x, [f"f{i}" for i in range(x.shape[1])], labels, names, pd.DataFrame({"track_id": ids}))
+    spectrogram = spectrograms(labels if labels is not None else np.zeros(len(x), int))
+    text = text_missing_flags = None
+    if text_missing is not None:
+        rng = np.random.default_rng(1)
+        text = (np.eye(3)[labels] @ rng.normal(0, 1, (3, 16)) + rng.normal(0, 0.2, (len(x), 16))).astype(np.float32)
+        text[text_missing] = 0.0
+        text_missing_flags = text_missing
+    return FeatureSet(
+        ids, x, [f"f{i}" for i in range(x.shape[1])], labels, names, pd.DataFrame({"track_id": ids}), {"mfcc_spectrogram": spectrogram}, text, text_missing_flags
+    )
 
 
-TRAIN = dict(lr=1e-3, batch_size=32, val_fraction=0.1, device=torch.device("cpu"))
+def batch_for(model: str, n: int = 5) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    inputs = {
+        "features": np.zeros((n, 40), np.float32),
+        "spectrogram": np.zeros((n, 20, 128), np.float32),
+        "text": np.zeros((n, 384), np.float32),
+        "text_mask": np.ones(n, np.float32),
+    }
+    params = TrialParams(model=model, latent_dim=32, audio_encoder="cnn" if model == "multimodal_vae" else "mlp")
+    net = build_model(params, inputs)
+    return net, {k: torch.randn(v.shape) if k != "text_mask" else torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0]) for k, v in inputs.items()}
 
 
-def test_vae_shapes() -> None:
-    model = MLPVAE(40, latent_dim=32, hidden_dim=128)
-    recon, mu, logvar = model(torch.zeros(5, 40))
-    assert recon.shape == (5, 40) and mu.shape == logvar.shape == (5, 32)
-    assert posterior_mean(model, np.zeros((7, 40), dtype=np.float32), torch.device("cpu")).shape == (7, 32)
+# ------------------------------------------------------------------- shapes
 
 
-def test_loss_decreases_on_a_tiny_problem() -> None:
-    x, _ = blobs()
-    seed_everything(0)
-    history = train_vae(MLPVAE(12, 4, 32), x, beta=1.0, epochs=60, seed=0, **{**TRAIN, "lr": 5e-3})
-    assert history[-1].train_loss < 0.5 * history[0].train_loss
-    assert history[-1].val_loss < 0.5 * history[0].val_loss
+@pytest.mark.parametrize("model", ["ae", "vae", "conv_vae", "multimodal_vae"])
+def test_shapes(model: str) -> None:
+    net, batch = batch_for(model)
+    out = net(batch)
+    assert out.mu.shape == (5, 32)
+    assert (out.logvar is None) == (model == "ae")
+    for key, recon in out.recon.items():
+        assert recon.shape == batch[key].shape
+    assert net.reconstruction(batch, out).shape == (5,)
+
+
+@pytest.mark.parametrize("shape", [(20, 128), (13, 37), (128, 128), (8, 8)])
+def test_conv_vae_gives_back_any_spectrogram_size(shape: tuple[int, int]) -> None:
+    out = ConvVAE(shape, latent_dim=8, channels=8)({"spectrogram": torch.randn(3, *shape)})
+    assert out.recon["spectrogram"].shape == (3, *shape)
+
+
+def test_build_model_picks_the_audio_encoder_of_the_multimodal_vae() -> None:
+    inputs = {"features": np.zeros((4, 40), np.float32), "spectrogram": np.zeros((4, 20, 128), np.float32), "text": np.zeros((4, 384), np.float32)}
+    mlp = build_model(TrialParams(model="multimodal_vae", audio_encoder="mlp"), inputs)
+    cnn = build_model(TrialParams(model="multimodal_vae", audio_encoder="cnn"), inputs)
+    assert mlp.audio_key == "features" and cnn.audio_key == "spectrogram"
+    assert sum(p.numel() for p in cnn.parameters()) > sum(p.numel() for p in mlp.parameters())
+
+
+# ---------------------------------------------------------------------- loss
 
 
 def test_beta_scales_the_kl_term() -> None:
+    net, batch = batch_for("vae")
     torch.manual_seed(0)
-    x = torch.randn(16, 10)
-    recon, mu, logvar = torch.randn(16, 10), torch.randn(16, 4), torch.randn(16, 4)
-    loss0, rec, kl = vae_loss(x, recon, mu, logvar, beta=0.0)
-    loss4, _, _ = vae_loss(x, recon, mu, logvar, beta=4.0)
-    assert kl > 0 and loss0 == pytest.approx(rec.item())
-    assert (loss4 - loss0).item() == pytest.approx(4 * kl.item(), rel=1e-5)
+    zero = elbo(net, batch, beta=0.0)
+    torch.manual_seed(0)
+    four = elbo(net, batch, beta=4.0)
+    assert zero.kl > 0 and zero.loss.item() == pytest.approx(zero.reconstruction.item())
+    assert (four.loss - zero.loss).item() == pytest.approx(4 * zero.kl.item(), rel=1e-5)
 
 
-def test_training_is_deterministic_for_a_seed() -> None:
-    x, _ = blobs()
-
-    def train(seed: int) -> float:
-        seed_everything(seed)  # weights are initialised at construction
-        return train_vae(MLPVAE(12, 4, 32), x, beta=1.0, epochs=3, seed=seed, **TRAIN)[-1].val_loss
-
-    assert train(5) == train(5) != train(6)
+def test_autoencoder_is_deterministic_and_has_no_kl() -> None:
+    net, batch = batch_for("ae")
+    net.train()
+    a, b = net(batch), net(batch)
+    assert torch.equal(a.recon["features"], b.recon["features"])
+    assert elbo(net, batch, beta=10.0).kl.item() == 0.0
 
 
-def test_a_trial_is_deterministic_for_a_seed() -> None:
+def test_kl_warmup_is_linear_then_flat() -> None:
+    assert [beta_at(e, 4.0, 4) for e in (1, 2, 4, 9)] == [1.0, 2.0, 4.0, 4.0]
+    assert beta_at(1, 4.0, 0) == 4.0
+
+
+@pytest.mark.parametrize("model", ["ae", "vae", "conv_vae", "multimodal_vae"])
+def test_loss_decreases_on_a_tiny_problem(model: str) -> None:
+    x, labels = blobs()
+    data = feature_set(x, labels, text_missing=np.arange(len(x)) % 4 == 0)
+    from musicvae.trial import model_inputs
+
+    params = TrialParams(model=model, latent_dim=4, hidden_dim=32, channels=8)
+    inputs = model_inputs(params, data)
+    seed_everything(0)
+    history = train_model(build_model(params, inputs), inputs, beta=1.0, epochs=25, seed=0, **{**TRAIN, "lr": 5e-3})
+    assert history[-1].train_loss < 0.6 * history[0].train_loss
+    assert history[-1].val_loss < 0.6 * history[0].val_loss
+
+
+# -------------------------------------------------------- the multimodal VAE
+
+
+def test_product_of_experts_ignores_a_masked_expert() -> None:
+    audio_mu, audio_logvar = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.0, 0.0]])
+    text_mu, text_logvar = torch.tensor([[5.0, 5.0]]), torch.tensor([[-1.0, 2.0]])
+    mu, logvar = product_of_experts([audio_mu, text_mu], [audio_logvar, text_logvar], [torch.ones(1, 1), torch.zeros(1, 1)])
+    # audio alone with the N(0, 1) prior: precision 1 + 1, mean halved
+    assert torch.allclose(mu, audio_mu / 2) and torch.allclose(logvar, -torch.log(torch.tensor(2.0)).expand(1, 2))
+    mu_both, _ = product_of_experts([audio_mu, text_mu], [audio_logvar, text_logvar], [torch.ones(1, 1), torch.ones(1, 1)])
+    assert (mu_both > mu).all()  # the text expert pulls towards its mean of 5
+
+
+def test_missing_text_neither_moves_the_latent_nor_counts_as_error() -> None:
+    torch.manual_seed(0)
+    net = MultimodalVAE(text_dim=16, latent_dim=4, hidden_dim=16, n_features=10)
+    audio = torch.randn(2, 10)
+    present = {"features": audio, "text": torch.randn(2, 16), "text_mask": torch.ones(2)}
+    absent_a = {"features": audio, "text": torch.randn(2, 16), "text_mask": torch.zeros(2)}
+    absent_b = {"features": audio, "text": torch.zeros(2, 16), "text_mask": torch.zeros(2)}
+    mu_a, _ = net.encode(absent_a)
+    mu_b, _ = net.encode(absent_b)
+    assert torch.allclose(mu_a, mu_b)  # what stands in for missing text is irrelevant
+    assert not torch.allclose(net.encode(present)[0], mu_a)
+    out = net(absent_a)
+    out_b = type(out)({**out.recon, "text": out.recon["text"] + 100.0}, out.mu, out.logvar)
+    assert torch.allclose(net.reconstruction(absent_a, out), net.reconstruction(absent_a, out_b))
+
+
+def test_multimodal_trial_with_some_tracks_missing_text() -> None:
+    x, labels = blobs()
+    missing = np.arange(len(x)) % 3 == 0
+    result = run_trial(TrialParams(model="multimodal_vae", latent_dim=4, hidden_dim=32, epochs=60, batch_size=32), feature_set(x, labels, missing))
+    assert result.embedding.shape == (len(x), 4) and np.isfinite(result.embedding).all()
+    assert result.metrics["ari"] > 0.9
+    assert adjusted_rand_score(missing, result.clusters) < 0.1  # tracks are grouped by genre, not by having text
+
+
+def test_text_weight_scales_only_the_text_error() -> None:
+    torch.manual_seed(0)
+    batch = {"features": torch.randn(3, 10), "text": torch.randn(3, 40), "text_mask": torch.ones(3)}
+    light = MultimodalVAE(text_dim=40, n_features=10, latent_dim=4, hidden_dim=16, text_weight=1.0)
+    heavy = MultimodalVAE(text_dim=40, n_features=10, latent_dim=4, hidden_dim=16, text_weight=3.0)
+    heavy.load_state_dict(light.state_dict())
+    light.eval(), heavy.eval()
+    torch.manual_seed(1)
+    out = light(batch)
+    audio = ((out.recon["features"] - batch["features"]) ** 2).sum(1)
+    text = ((out.recon["text"] - batch["text"]) ** 2).sum(1) * 10 / 40  # rescaled to the audio's 10 values
+    assert torch.allclose(light.reconstruction(batch, out), audio + text)
+    assert torch.allclose(heavy.reconstruction(batch, out), audio + 3 * text)
+
+
+# --------------------------------------------------- determinism and resume
+
+
+@pytest.mark.parametrize("model", ["vae", "conv_vae"])
+def test_a_trial_is_deterministic_for_a_seed(model: str) -> None:
     x, labels = blobs()
     data = feature_set(x, labels)
-    a, b, c = (run_trial(TrialParams(latent_dim=4, epochs=3, seed=s), data) for s in (1, 1, 2))
+    a, b, c = (run_trial(TrialParams(model=model, latent_dim=4, channels=8, epochs=3, seed=s), data) for s in (1, 1, 2))
     assert a.metrics["val_loss"] == b.metrics["val_loss"] != c.metrics["val_loss"]
     assert (a.embedding == b.embedding).all() and (a.clusters == b.clusters).all()
+
+
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(tmp_path) -> None:
+    x, _ = blobs()
+    inputs = {"features": x}
+    settings = dict(beta=1.0, epochs=6, seed=3, kl_warmup_epochs=4, **TRAIN)
+
+    def fresh() -> MLPVAE:
+        seed_everything(3)
+        return MLPVAE(12, 4, 32)
+
+    straight = fresh()
+    full = train_model(straight, inputs, **settings)
+
+    saved: list[TrainingState] = []
+    first = fresh()
+    train_model(first, inputs, **{**settings, "epochs": 6}, checkpoint_every=3, on_epoch=lambda s, st: saved.append(st) if st and st.epoch == 3 else None)
+    saved[0].save(tmp_path)  # through the file, as Tune does
+    torch.manual_seed(999)  # a restarted process has other random state: the checkpoint must restore it
+    resumed = MLPVAE(12, 4, 32)
+    rest = train_model(resumed, inputs, **settings, resume=TrainingState.load(tmp_path))
+
+    assert [h.epoch for h in rest] == list(range(1, 7))
+    assert [h.val_loss for h in rest] == [h.val_loss for h in full]
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_checkpoints_come_every_n_epochs_and_at_the_end() -> None:
+    x, _ = blobs()
+    epochs: list[int] = []
+    train_model(MLPVAE(12, 4, 32), {"features": x}, beta=1.0, epochs=7, seed=0, checkpoint_every=3, on_epoch=lambda s, st: epochs.append(st.epoch) if st else None, **TRAIN)
+    assert epochs == [3, 6, 7]
 
 
 def test_non_finite_loss_stops_training_with_a_reason() -> None:
     x, _ = blobs()
     x[3, 2] = np.nan
     with pytest.raises(NonFiniteLossError, match="epoch 1"):
-        train_vae(MLPVAE(12, 4, 32), x, beta=1.0, epochs=2, seed=0, **TRAIN)
+        train_model(MLPVAE(12, 4, 32), {"features": x}, beta=1.0, epochs=2, seed=0, **TRAIN)
+
+
+# ------------------------------------------------------------- baselines, trials
 
 
 def test_pca_caps_components_at_the_feature_count() -> None:
@@ -88,17 +248,31 @@ def test_pca_caps_components_at_the_feature_count() -> None:
 def test_device_choice() -> None:
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no GPU"):
+            pick_device("cuda")
 
 
-@pytest.mark.parametrize("model", ["pca", "vae"])
+def test_encode_returns_means_and_log_variances() -> None:
+    x, _ = blobs()
+    mu, logvar = encode(MLPVAE(12, 4, 32), {"features": x}, CPU, batch_size=50)  # several batches
+    assert mu.shape == logvar.shape == (120, 4)
+    mu_ae, logvar_ae = encode(MLPVAE(12, 4, 32, deterministic=True), {"features": x}, CPU)
+    assert mu_ae.shape == (120, 4) and logvar_ae is None
+
+
+@pytest.mark.parametrize("model", ["raw", "pca", "ae", "vae", "conv_vae"])
 def test_run_trial_end_to_end(model: str) -> None:
     x, labels = blobs()
     epochs = []
-    result = run_trial(TrialParams(model=model, latent_dim=4, epochs=30, batch_size=32), feature_set(x, labels), on_epoch=epochs.append)
-    assert result.embedding.shape == (120, 4) and len(set(result.clusters)) == 3
+    params = TrialParams(model=model, latent_dim=4, channels=8, epochs=30, batch_size=32)
+    result = run_trial(params, feature_set(x, labels), on_epoch=lambda s, _: epochs.append(s))
+    assert result.embedding.shape == (120, 12 if model == "raw" else 4) and len(set(result.clusters)) == 3
     assert result.metrics["ari"] > 0.9 and result.metrics["n_clusters"] == 3
-    assert len(epochs) == (30 if model == "vae" else 0)
-    assert ("val_loss" in result.metrics) == (model == "vae")
+    assert len(epochs) == (30 if model not in ("raw", "pca") else 0)
+    assert ("val_loss" in result.metrics) == (model not in ("raw", "pca"))
+    assert {"latent_mean_abs_corr", "latent_active_units", "latent_total_correlation", "latent_mi_genre_max"} <= set(result.metrics)
+    assert ("latent_kl_total" in result.metrics) == (model in ("vae", "conv_vae"))
 
 
 def test_run_trial_without_labels_needs_n_clusters() -> None:
@@ -107,3 +281,5 @@ def test_run_trial_without_labels_needs_n_clusters() -> None:
         run_trial(TrialParams(model="pca"), feature_set(x, None))
     result = run_trial(TrialParams(model="pca", n_clusters=3), feature_set(x, None))
     assert "ari" not in result.metrics and result.metrics["silhouette"] > 0.5
+    dbscan = run_trial(TrialParams(model="pca", clusterer="dbscan"), feature_set(x, None))  # finds its own k
+    assert dbscan.metrics["clusters_found"] >= 2 and "chosen_eps" in dbscan.metrics

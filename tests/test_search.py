@@ -3,12 +3,12 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from musicvae.config import SearchConfig, parse_sweep
+from musicvae.config import SearchConfig, SweepConfig, parse_sweep
 from musicvae.search import DefineByRun, describe_space, optuna_search
 
 
-def sample(space: dict, n: int = 40, seed: int = 0) -> list[dict]:
-    cfg = parse_sweep({"name": "t", "space": space})
+def sample(space: dict | SweepConfig, n: int = 40, seed: int = 0) -> list[dict]:
+    cfg = space if isinstance(space, SweepConfig) else parse_sweep({"name": "t", "space": space})
     define = DefineByRun(cfg.space)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     configs = []
@@ -50,7 +50,7 @@ def test_searcher_pickles_for_tune_checkpoints() -> None:
 def test_describe_space() -> None:
     cfg = parse_sweep({"name": "t", "space": {"beta": {"low": 0.5, "high": 8, "log": True}, "model": ["vae"]}})
     text = "\n".join(describe_space(cfg.space))
-    assert "float log [0.5, 8]" in text and "neural models only" in text
+    assert "float log [0.5, 8]" in text and "only when model in [vae, conv_vae, multimodal_vae]" in text
 
 
 @pytest.mark.parametrize("metric, mode", [("silhouette", "max"), ("davies_bouldin", "min"), ("calinski_harabasz", "max")])
@@ -79,3 +79,39 @@ def test_no_repeats_even_after_tpe_has_started_to_exploit() -> None:
             configs.append(tuple(sorted(searcher.suggest(f"t{i}").items())))
             searcher.on_trial_complete(f"t{i}", {"silhouette": float(i % 5)})
         assert len(set(configs)) == 12
+
+
+def test_conditional_parameters_appear_only_where_their_condition_holds() -> None:
+    space = {
+        "model": ["pca", "vae", "conv_vae", "multimodal_vae"],
+        "audio_encoder": ["mlp", "cnn"],
+        "channels": [16, 32],
+        "text_weight": {"low": 0.1, "high": 2.0},
+        "clusterer": ["kmeans", "agglomerative", "dbscan"],
+        "eps": {"low": 0.1, "high": 2.0},
+        "linkage": ["ward", "average"],
+    }
+    cfg = parse_sweep({"name": "t", "space": space, "data": {"text": {"method": "tfidf"}, "audio": {"features": ["mfcc", "mfcc_spectrogram"]}}})
+    configs = sample(cfg, n=150)
+    for c in configs:
+        assert ("eps" in c) == (c["clusterer"] == "dbscan")
+        assert ("linkage" in c) == (c["clusterer"] == "agglomerative")
+        assert ("audio_encoder" in c) == ("text_weight" in c) == (c["model"] == "multimodal_vae")
+        cnn = c["model"] == "conv_vae" or c.get("audio_encoder") == "cnn"
+        assert ("channels" in c) == cnn
+    assert {c["clusterer"] for c in configs} == {"kmeans", "agglomerative", "dbscan"}
+    assert any(c.get("audio_encoder") == "cnn" for c in configs) and any(c.get("audio_encoder") == "mlp" for c in configs)
+
+
+def test_grid_sampler_runs_every_configuration_once() -> None:
+    cfg = parse_sweep(
+        {"name": "t", "search": {"sampler": "grid"}, "space": {"model": ["pca", "vae"], "beta": [0.5, 4.0], "clusterer": ["kmeans", "dbscan"], "seed": [0, 1]}}
+    )
+    searcher = optuna_search(cfg.space, cfg.search)
+    searcher.set_search_properties(None, None, {})  # what Tune does before the first suggest
+    configs = []
+    for i in range(cfg.num_samples):
+        configs.append(searcher.suggest(f"t{i}"))
+        searcher.on_trial_complete(f"t{i}", {"silhouette": 0.1 * i})
+    assert cfg.num_samples == (1 + 2) * 2 * 2 == len({tuple(sorted(c.items())) for c in configs})
+    assert all("beta" not in c for c in configs if c["model"] == "pca")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from ray import tune
 
 from musicvae.config import parse_sweep
 from musicvae.sweep import run_sweep
@@ -70,8 +73,17 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
             assert "beta" not in run.data.params  # conditional: β only for the VAE
     assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
 
+    for run in by_k["6"]:  # each finished trial's artifacts reached its run
+        files = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+        assert {"embedding.parquet", "latents.json", "projection.parquet", "figures/projection.png", "figures/latents.png"} <= files
+        assert ("model.pt" in files) == (run.data.params["model"] == "vae")
+        embedding = pd.read_parquet(client.download_artifacts(run.info.run_id, "embedding.parquet", str(tmp_path)))
+        assert len(embedding) == 36 and {"track_id", "cluster", "genre", "z00"} <= set(embedding.columns)
+        assert {"latent_active_units", "latent_total_correlation", "trial_seconds"} <= set(run.data.metrics)
+
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
-    assert {"sweep.yaml", "leaderboard.csv", "leaderboard.txt", "extraction.txt"} <= artifacts
+    assert {"sweep.yaml", "leaderboard.csv", "methods.csv", "leaderboard.txt", "extraction.txt"} <= artifacts
+    assert "figures/metrics_heatmap.png" in {a.path for a in client.list_artifacts(outcome.parent_run_id, "figures")}
     table = outcome.leaderboard
     assert len(table) == 5 and (table["status"] == "FAILED").sum() == len(by_k["40"])
     ok = table[table["status"] == "OK"]
@@ -107,3 +119,53 @@ def test_quickstart_demo_runs_from_the_cli(tmp_path: Path) -> None:
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 10 and all(r.info.status == "FINISHED" for r in children)
+
+
+class KillOnce(tune.Callback):
+    """SIGKILLs the trial's worker process the first time it reports ``epoch``: a real crash, mid-training."""
+
+    def __init__(self, epoch: int):
+        self.epoch, self.seen, self.killed = epoch, [], False
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if "epoch" in result:
+            self.seen.append((result["pid"], result["epoch"]))
+        if result.get("epoch") == self.epoch and not self.killed:
+            self.killed = True
+            os.kill(result["pid"], signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_crashed_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    """A real crash (SIGKILL of the worker) at epoch 5; Tune retries and training continues from epoch 4, not 1."""
+    import numpy as np
+    import pandas as pd
+    import ray
+
+    from musicvae.config import ResourcesConfig, TrialsConfig
+    from musicvae.dataset import FeatureSet
+    from musicvae.sweep import tune_trainable
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    x = (rng.normal(0, 1, (120, 8)) + labels[:, None] * 2).astype(np.float32)
+    ids = [str(i) for i in range(120)]
+    data = FeatureSet(ids, x, [f"f{i}" for i in range(8)], labels, ["a", "b", "c"], pd.DataFrame({"track_id": ids}))
+    killer = KillOnce(epoch=5)
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        tuner = tune.Tuner(
+            tune.with_parameters(tune_trainable, data=data, trials=TrialsConfig(figures=[], checkpoint_every=3), resources=ResourcesConfig()),
+            param_space={"model": "vae", "latent_dim": 4, "epochs": 8, "seed": 0},
+            run_config=tune.RunConfig(storage_path=str(tmp_path), callbacks=[killer], failure_config=tune.FailureConfig(max_failures=1)),
+        )
+        result = tuner.fit()[0]
+    finally:
+        ray.shutdown()
+    assert killer.killed and result.error is None
+    first_pid = killer.seen[0][0]
+    before = [epoch for pid, epoch in killer.seen if pid == first_pid]
+    after = [epoch for pid, epoch in killer.seen if pid != first_pid]
+    assert before == [1, 2, 3, 4, 5]
+    assert after == [4, 5, 6, 7, 8]  # continued from the epoch-3 checkpoint
+    assert result.metrics["ari"] > 0.9 and (Path(result.checkpoint.path) / "artifacts" / "embedding.parquet").exists()

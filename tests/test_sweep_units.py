@@ -1,4 +1,4 @@
-"""The sweep's pieces that need no Ray: k checks, leaderboard ordering and the label-free vs oracle summary."""
+"""The sweep's pieces that need no Ray: k checks, the leaderboards and the label-free vs oracle summary."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from musicvae.config import parse_sweep
 from musicvae.dataset import FeatureSet
-from musicvae.sweep import check_clusters, describe_plan, format_leaderboard, leaderboard, selection_summary
+from musicvae.leaderboard import format_leaderboard, format_methods, leaderboard, method_table, selection_summary
+from musicvae.sweep import check_clusters, describe_plan
 
 
 def data(labels: np.ndarray | None, names: list[str]) -> FeatureSet:
@@ -26,11 +27,12 @@ def test_unlabelled_data_needs_n_clusters() -> None:
         check_clusters(cfg, data(np.array([0, 0]), ["rock"]))
     check_clusters(parse_sweep({"name": "x", "space": {"n_clusters": 4}}), data(None, []))
     check_clusters(cfg, data(np.array([0, 1]), ["folk", "rock"]))
+    check_clusters(parse_sweep({"name": "x", "space": {"clusterer": ["dbscan", "hdbscan"]}}), data(None, []))  # they find k
 
 
-def result(name: str, model: str, silhouette: float, ari: float, error: str | None = None) -> SimpleNamespace:
-    metrics = {} if error else {"silhouette": silhouette, "ari": ari, "nmi": ari, "purity": 0.5, "time_total_s": 1.0}
-    return SimpleNamespace(path=f"/x/{name}", config={"model": model, "clusterer": "kmeans"}, metrics=metrics, error=error)
+def result(name: str, model: str, silhouette: float, ari: float, error: str | None = None, **config) -> SimpleNamespace:
+    metrics = {} if error else {"silhouette": silhouette, "ari": ari, "nmi": ari, "purity": 0.5, "trial_seconds": 1.0}
+    return SimpleNamespace(path=f"/x/{name}", config={"model": model, "clusterer": "kmeans", **config}, metrics=metrics, error=error)
 
 
 def test_leaderboard_orders_by_the_objective_and_puts_failures_last() -> None:
@@ -45,15 +47,50 @@ def test_leaderboard_orders_by_the_objective_and_puts_failures_last() -> None:
     assert table.loc[3, "status"] == "FAILED" and table.loc[3, "error"] == "ValueError: boom"
     assert math.isnan(table.loc[3, "silhouette"])
     assert table.loc[2, "beta"] == "" and table.loc[0, "beta"] == 1.0  # β means nothing for PCA
+    assert table["method"].tolist() == ["vae + kmeans", "vae + kmeans", "pca + kmeans", "vae + kmeans"]
     assert leaderboard(results, "davies_bouldin", "min") is not None
-
-    summary = selection_summary(table, "silhouette")
-    assert "Selected by silhouette: trial t2" in summary and "Oracle (best ARI, uses labels): trial t1" in summary
     text = format_leaderboard(table)
     assert "ValueError: boom" in text and "t4" in text
+
+
+def test_methods_aggregate_over_seeds_and_selection_uses_the_mean() -> None:
+    results = [
+        # vae β=4: one lucky seed (0.9) but a low mean; vae β=0.5: steadily good
+        result("a0", "vae", 0.90, 0.05, beta=4.0, seed=0),
+        result("a1", "vae", 0.10, 0.05, beta=4.0, seed=1),
+        result("a2", "vae", 0.10, 0.05, beta=4.0, seed=2),
+        result("b0", "vae", 0.40, 0.20, beta=0.5, seed=0),
+        result("b1", "vae", 0.42, 0.22, beta=0.5, seed=1),
+        result("b2", "vae", 0.44, 0.24, beta=0.5, seed=2),
+        result("c0", "pca", 0.30, 0.30, seed=0),
+        result("c1", "pca", 0.0, 0.0, error="Traceback\nRuntimeError: died", seed=1),
+    ]
+    table = leaderboard(results, "silhouette", "max")
+    assert table.loc[0, "trial"] == "a0"  # the best single trial...
+    methods = method_table(table, "silhouette", "max")
+    assert methods["method"].tolist() == ["vae (β=0.5) + kmeans", "vae (β=4) + kmeans", "pca + kmeans"]  # ...is not the best method
+    best = methods.iloc[0]
+    assert best["n"] == 3 and best["silhouette_mean"] == pytest.approx(0.42) and best["silhouette_std"] == pytest.approx(0.02)
+    pca = methods.iloc[2]
+    assert pca["n"] == 1 and math.isnan(pca["silhouette_std"])  # the failed seed is not averaged in
+    summary = selection_summary(table, "silhouette", "max")
+    assert "Selected by silhouette (mean over 3 seed(s)): vae (β=0.5) + kmeans" in summary
+    assert "Oracle (best mean ARI, uses labels): pca + kmeans" in summary
+    text = format_methods(methods)
+    assert "0.4200 ± 0.0200" in text and "pca + kmeans" in text
+
+
+def test_lower_is_better_objectives_sort_ascending() -> None:
+    results = [result("t1", "pca", 0.2, 0.1), result("t2", "vae", 0.5, 0.1)]
+    for r, db in zip(results, (2.0, 1.0)):
+        r.metrics["davies_bouldin"] = db
+    methods = method_table(leaderboard(results, "davies_bouldin", "min"), "davies_bouldin", "min")
+    assert methods["method"].tolist() == ["vae + kmeans", "pca + kmeans"]
 
 
 def test_dry_run_plan_mentions_what_will_run() -> None:
     cfg = parse_sweep({"name": "x", "search": {"metric": "ari"}})
     plan = describe_plan(cfg)
     assert "uses labels: oracle selection" in plan and "Budget: 8 trials" in plan
+    grid = describe_plan(parse_sweep({"name": "x", "search": {"sampler": "grid"}, "space": {"model": ["pca", "raw"], "seed": [0, 1, 2]}}))
+    assert "grid sampler" in grid and "Budget: 6 trials" in grid

@@ -1,43 +1,106 @@
-"""The MLP variational autoencoder of the study, with a β on the KL term (β-VAE)."""
+"""The VAE family's shared parts, and the MLP VAE of the study (β-VAE, or a plain autoencoder).
+
+Every model here maps a *batch* (a dict of tensors: ``features`` for the
+MFCC vector, ``spectrogram``, ``text``, ``text_mask``) to an :class:`Output`
+and knows its own reconstruction error. The loss is the same for all of
+them (:func:`elbo`): reconstruction + β·KL, so one training loop serves
+every model and β means the same thing everywhere.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Output:
+    recon: dict[str, torch.Tensor]  # per input key
+    mu: torch.Tensor
+    logvar: torch.Tensor | None  # None: a deterministic autoencoder (no posterior variance, no KL)
+
+
+@dataclass
+class LossTerms:
+    loss: torch.Tensor
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+
+
+def squared_error(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Per-track squared error summed over every value (a unit-variance Gaussian likelihood, up to constants).
+
+    Summing (not averaging) over values keeps the balance between the
+    reconstruction and the KL term independent of how many values a track
+    has, so β means the same on 40 MFCCs as on 518 FMA features.
+    """
+    return ((recon - x) ** 2).flatten(1).sum(dim=1)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, σ²) || N(0, I)) per track and dimension, shape (batch, latent)."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def elbo(model: nn.Module, batch: Batch, beta: float) -> LossTerms:
+    """Negative ELBO with a weighted KL (β-VAE): reconstruction + β·KL, each a mean over the batch."""
+    out = model(batch)
+    reconstruction = model.reconstruction(batch, out).mean()
+    kl = kl_divergence(out.mu, out.logvar).sum(dim=1).mean() if out.logvar is not None else torch.zeros((), device=out.mu.device)
+    return LossTerms(reconstruction + beta * kl, reconstruction, kl)
+
+
+def sample(mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
+    """The reparameterisation trick; the mean itself for a deterministic encoder."""
+    if logvar is None:
+        return mu
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
+class GaussianHead(nn.Module):
+    """Hidden features -> (mu, logvar), or (mu, None) for a deterministic encoder."""
+
+    def __init__(self, n_in: int, latent_dim: int, deterministic: bool = False):
+        super().__init__()
+        self.to_mu = nn.Linear(n_in, latent_dim)
+        self.to_logvar = None if deterministic else nn.Linear(n_in, latent_dim)
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.to_mu(hidden), None if self.to_logvar is None else self.to_logvar(hidden)
+
+
+def mlp_encoder(n_in: int, hidden_dim: int, latent_dim: int) -> tuple[nn.Sequential, int]:
+    """n -> h -> h/2 with ReLU, as in the study (h/2 no narrower than the latent); returns the network and its output width."""
+    half = max(hidden_dim // 2, latent_dim)
+    return nn.Sequential(nn.Linear(n_in, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, half), nn.ReLU()), half
+
+
+def mlp_decoder(latent_dim: int, hidden_dim: int, n_out: int) -> nn.Sequential:
+    half = max(hidden_dim // 2, latent_dim)
+    return nn.Sequential(nn.Linear(latent_dim, half), nn.ReLU(), nn.Linear(half, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_out))
+
 
 class MLPVAE(nn.Module):
-    """Encoder n -> h -> h/2 -> (mu, logvar) in R^latent; the decoder mirrors it."""
+    """The study's VAE on the MFCC summary vector; ``deterministic=True`` gives the plain autoencoder baseline."""
 
-    def __init__(self, n_features: int, latent_dim: int = 32, hidden_dim: int = 128):
+    inputs = ("features",)
+
+    def __init__(self, n_features: int, latent_dim: int = 32, hidden_dim: int = 128, deterministic: bool = False):
         super().__init__()
-        half = max(hidden_dim // 2, latent_dim)
-        self.encoder = nn.Sequential(nn.Linear(n_features, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, half), nn.ReLU())
-        self.to_mu = nn.Linear(half, latent_dim)
-        self.to_logvar = nn.Linear(half, latent_dim)
-        self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, half), nn.ReLU(), nn.Linear(half, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_features)
-        )
+        self.encoder, width = mlp_encoder(n_features, hidden_dim, latent_dim)
+        self.head = GaussianHead(width, latent_dim, deterministic)
+        self.decoder = mlp_decoder(latent_dim, hidden_dim, n_features)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.encoder(x)
-        return self.to_mu(hidden), self.to_logvar(hidden)
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.head(self.encoder(batch["features"]))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation trick
-        return self.decoder(z), mu, logvar
+    def forward(self, batch: Batch) -> Output:
+        mu, logvar = self.encode(batch)
+        return Output({"features": self.decoder(sample(mu, logvar))}, mu, logvar)
 
-
-def vae_loss(
-    x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Negative ELBO with a weighted KL: reconstruction + β·KL, both summed per track, averaged over the batch.
-
-    Summing over features (not averaging) keeps the balance between the two
-    terms independent of the number of features, so β means the same thing
-    on 40 MFCCs as on 518 FMA features.
-    """
-    reconstruction = ((recon - x) ** 2).sum(dim=1).mean()
-    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1).mean()
-    return reconstruction + beta * kl, reconstruction, kl
+    def reconstruction(self, batch: Batch, out: Output) -> torch.Tensor:
+        return squared_error(batch["features"], out.recon["features"])

@@ -1,0 +1,96 @@
+"""The multimodal VAE: audio and text fused into one latent by a product of experts.
+
+Each modality has its own encoder, giving a Gaussian "opinion" about z; the
+posterior is their product with the N(0, I) prior (Wu & Goodman, 2018,
+MVAE): precisions add, means are precision-weighted. A track without text
+simply has no text expert (``text_mask`` = 0), so missing text is handled
+by the model rather than faked with a zero vector. Both modalities are
+decoded from the shared z.
+
+Weighting. The audio term is the MLP/conv VAE's own reconstruction (summed
+squared error), so β means what it means for those models. The text term
+is rescaled to the audio's number of values before ``text_weight``: with
+384 text values against 40 MFCCs, an unscaled sum would let the text
+dominate the latent, and weights of 1 and 1 now mean "both modalities count
+equally per track".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from musicvae.models.conv_vae import ConvDecoder, ConvEncoder
+from musicvae.models.vae import Batch, GaussianHead, Output, mlp_decoder, mlp_encoder, sample, squared_error
+
+
+def product_of_experts(mus: list[torch.Tensor], logvars: list[torch.Tensor], masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian experts multiplied with a N(0, I) prior; a mask of 0 removes that expert for that track."""
+    precision = torch.ones_like(mus[0])  # the prior's
+    weighted_mean = torch.zeros_like(mus[0])
+    for mu, logvar, mask in zip(mus, logvars, masks):
+        expert_precision = torch.exp(-logvar) * mask
+        precision = precision + expert_precision
+        weighted_mean = weighted_mean + mu * expert_precision
+    return weighted_mean / precision, -torch.log(precision)
+
+
+class _MLPExpert(nn.Module):
+    def __init__(self, n_in: int, hidden_dim: int, latent_dim: int):
+        super().__init__()
+        self.net, width = mlp_encoder(n_in, hidden_dim, latent_dim)
+        self.head = GaussianHead(width, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.net(x))
+
+
+class MultimodalVAE(nn.Module):
+    """Audio (MLP on ``features`` or CNN on ``spectrogram``) + text (MLP on ``text``, 384-D MiniLM) in one latent."""
+
+    def __init__(
+        self,
+        *,
+        text_dim: int,
+        latent_dim: int = 32,
+        hidden_dim: int = 128,
+        n_features: int | None = None,
+        spectrogram_shape: tuple[int, int] | None = None,
+        channels: int = 32,
+        audio_weight: float = 1.0,
+        text_weight: float = 1.0,
+    ):
+        super().__init__()
+        if (n_features is None) == (spectrogram_shape is None):
+            raise ValueError("give the audio as n_features (MLP encoder) or spectrogram_shape (CNN encoder), not both")
+        if spectrogram_shape is not None:
+            self.audio_key = "spectrogram"
+            self.audio_encoder: nn.Module = ConvEncoder(spectrogram_shape, channels, latent_dim)
+            self.audio_decoder: nn.Module = ConvDecoder(spectrogram_shape, channels, latent_dim)
+            n_audio = spectrogram_shape[0] * spectrogram_shape[1]
+        else:
+            self.audio_key = "features"
+            self.audio_encoder = _MLPExpert(n_features, hidden_dim, latent_dim)
+            self.audio_decoder = mlp_decoder(latent_dim, hidden_dim, n_features)
+            n_audio = n_features
+        self.inputs = (self.audio_key, "text", "text_mask")
+        self.text_encoder = _MLPExpert(text_dim, hidden_dim, latent_dim)
+        self.text_decoder = mlp_decoder(latent_dim, hidden_dim, text_dim)
+        self.audio_weight = audio_weight
+        self.text_scale = text_weight * n_audio / text_dim  # see the module docstring
+
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        audio_mu, audio_logvar = self.audio_encoder(batch[self.audio_key])
+        text_mu, text_logvar = self.text_encoder(batch["text"])
+        present = batch["text_mask"].unsqueeze(1)
+        return product_of_experts([audio_mu, text_mu], [audio_logvar, text_logvar], [torch.ones_like(present), present])
+
+    def forward(self, batch: Batch) -> Output:
+        mu, logvar = self.encode(batch)
+        z = sample(mu, logvar)
+        return Output({self.audio_key: self.audio_decoder(z), "text": self.text_decoder(z)}, mu, logvar)
+
+    def reconstruction(self, batch: Batch, out: Output) -> torch.Tensor:
+        audio = squared_error(batch[self.audio_key], out.recon[self.audio_key])
+        text = squared_error(batch["text"], out.recon["text"]) * batch["text_mask"]  # no text, no text error
+        return self.audio_weight * audio + self.text_scale * text
