@@ -191,7 +191,6 @@ ModelName = Literal["raw", "pca", "ae", "vae", "conv_vae", "multimodal_vae"]
 ClustererName = Literal["kmeans", "agglomerative", "gmm", "dbscan", "hdbscan"]
 NEURAL_MODELS = ("ae", "vae", "conv_vae", "multimodal_vae")  # trained by gradient descent
 VARIATIONAL_MODELS = ("vae", "conv_vae", "multimodal_vae")  # have a KL term, so a β
-SPECTROGRAM_KINDS = ("mfcc_spectrogram", "logmel")
 K_CLUSTERERS = ("kmeans", "agglomerative", "gmm")  # the ones told how many clusters to make
 
 

@@ -20,7 +20,8 @@ from musicvae.config import TrialParams, applies
 from musicvae.metrics import EXTERNAL, INTERNAL
 
 SHOWN_PARAMS = ("model", "latent_dim", "beta", "clusterer", "seed")  # always shown; others when they vary
-METRICS = (*INTERNAL, *EXTERNAL, "val_loss", "noise_fraction")
+METRICS = (*INTERNAL, *EXTERNAL, "val_loss", "noise_fraction", "largest_cluster")
+DEGENERATE_SHARE = 0.9  # a clustering with this share of the tracks in one cluster is not a grouping of the collection
 SYMBOLS = {"beta": "β"}
 
 
@@ -61,7 +62,10 @@ def method_table(table: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["method", "n"])
     columns = [m for m in (*METRICS, "seconds") if ok[m].notna().any()]
     grouped = ok.groupby("method", sort=False)[columns]
-    means, stds = grouped.mean(), grouped.std(ddof=1)  # std of a single seed is NaN: no spread to report
+    # A metric undefined for one seed (a single cluster found) is undefined for the method: averaging the
+    # other seeds would report one lucky seed as the method's mean. The std of a single seed is NaN too.
+    means = grouped.agg(lambda values: values.mean(skipna=False))
+    stds = grouped.agg(lambda values: values.std(ddof=1, skipna=False))
     summary = pd.concat({"mean": means, "std": stds}, axis=1)
     summary.columns = [f"{m}_{stat}" for stat, m in summary.columns]
     summary.insert(0, "n", grouped.size())
@@ -94,14 +98,25 @@ def format_leaderboard(table: pd.DataFrame) -> str:
 
 
 def selection_summary(table: pd.DataFrame, metric: str, mode: str = "max") -> str:
-    """The label-free winner (best mean objective over seeds) next to the oracle (best mean ARI)."""
+    """The label-free winner (best mean objective over seeds) next to the oracle (best mean ARI).
+
+    Methods whose clusterings are degenerate (on average DEGENERATE_SHARE of
+    the tracks in one cluster) cannot win: internal metrics reward them.
+    """
     methods = method_table(table, metric, mode)
     if methods.empty:
         return "No trial finished."
-    winner = methods.iloc[0]
+    degenerate = methods["largest_cluster_mean"] >= DEGENERATE_SHARE if "largest_cluster_mean" in methods else pd.Series(False, index=methods.index)
+    candidates = methods[~degenerate & methods[f"{metric}_mean"].notna()]
+    if candidates.empty:
+        return f"No method has a defined, non-degenerate {metric}: nothing to select."
+    winner = candidates.iloc[0]
     lines = [f"Selected by {metric} (mean over {int(winner['n'])} seed(s)): {winner['method']}"]
     if "ari_mean" in methods and methods["ari_mean"].notna().any():
         oracle = methods.loc[methods["ari_mean"].idxmax()]
         lines[0] += f": ARI {winner['ari_mean']:.4f}, NMI {winner['nmi_mean']:.4f}"
         lines.append(f"Oracle (best mean ARI, uses labels): {oracle['method']}: ARI {oracle['ari_mean']:.4f}, NMI {oracle['nmi_mean']:.4f}")
+    skipped = methods.loc[degenerate & (methods.index < winner.name), "method"].tolist()
+    if skipped:
+        lines.append(f"Not selectable, {DEGENERATE_SHARE:.0%}+ of the tracks in one cluster: {', '.join(skipped)}")
     return "\n".join(lines)

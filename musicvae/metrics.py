@@ -86,9 +86,20 @@ def external_metrics(labels: np.ndarray, clusters: np.ndarray) -> dict[str, floa
 def all_metrics(
     embedding: np.ndarray, clusters: np.ndarray, labels: np.ndarray | None, silhouette_sample: int | None = 10000, seed: int = 0
 ) -> Scores:
-    """Every metric for one clustering, plus the clusters found and the noise fraction."""
+    """Every metric for one clustering, plus the clusters found, the noise fraction and the largest cluster's share.
+
+    The largest share flags degenerate clusterings that internal metrics
+    reward: DBSCAN splitting a few outliers from one cluster of 99% of the
+    tracks has a high silhouette and says nothing about the collection.
+    """
     scores = internal_metrics(embedding, clusters, silhouette_sample, seed)
-    values = {**scores.values, "clusters_found": float(len(set(clusters.tolist()) - {NOISE})), "noise_fraction": float(np.mean(clusters == NOISE))}
+    found = clusters[clusters != NOISE]
+    values = {
+        **scores.values,
+        "clusters_found": float(len(np.unique(found))),
+        "noise_fraction": float(np.mean(clusters == NOISE)),
+        "largest_cluster": float(np.bincount(found).max() / len(clusters)) if len(found) else 0.0,
+    }
     if labels is not None:
         values.update(external_metrics(labels, clusters))
     return Scores(values, scores.notes)

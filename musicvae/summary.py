@@ -28,7 +28,7 @@ def metrics_heatmap(methods: pd.DataFrame, title: str) -> Any:
         columns.remove("noise_fraction")  # no density clusterer in the sweep: a column of zeros says nothing
     means = methods.set_index("method")[[f"{m}_mean" for m in columns]].set_axis(columns, axis=1)
     stds = methods.set_index("method")[[f"{m}_std" for m in columns]].set_axis(columns, axis=1)
-    return fig.metrics_heatmap(means, stds, title=title)
+    return fig.metrics_heatmap(means, stds, title=title, lower_is_better=("davies_bouldin", "noise_fraction", "largest_cluster"))
 
 
 def _panel_trials(table: pd.DataFrame, methods: pd.DataFrame) -> list[pd.Series]:

@@ -187,10 +187,10 @@ def test_text_weight_scales_only_the_text_error() -> None:
 # --------------------------------------------------- determinism and resume
 
 
-@pytest.mark.parametrize("model", ["vae", "conv_vae"])
+@pytest.mark.parametrize("model", ["ae", "vae", "conv_vae", "multimodal_vae"])
 def test_a_trial_is_deterministic_for_a_seed(model: str) -> None:
     x, labels = blobs()
-    data = feature_set(x, labels)
+    data = feature_set(x, labels, text_missing=np.arange(len(x)) % 4 == 0)
     a, b, c = (run_trial(TrialParams(model=model, latent_dim=4, channels=8, epochs=3, seed=s), data) for s in (1, 1, 2))
     assert a.metrics["val_loss"] == b.metrics["val_loss"] != c.metrics["val_loss"]
     assert (a.embedding == b.embedding).all() and (a.clusters == b.clusters).all()

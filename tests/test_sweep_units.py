@@ -94,3 +94,24 @@ def test_dry_run_plan_mentions_what_will_run() -> None:
     assert "uses labels: oracle selection" in plan and "Budget: 8 trials" in plan
     grid = describe_plan(parse_sweep({"name": "x", "search": {"sampler": "grid"}, "space": {"model": ["pca", "raw"], "seed": [0, 1, 2]}}))
     assert "grid sampler" in grid and "Budget: 6 trials" in grid
+
+
+def test_degenerate_clusterings_cannot_be_selected_and_undefined_seeds_are_not_averaged_away() -> None:
+    def run(name: str, clusterer: str, silhouette: float, largest: float, seed: int) -> SimpleNamespace:
+        metrics = {"silhouette": silhouette, "ari": 0.1, "nmi": 0.1, "purity": 0.4, "largest_cluster": largest, "trial_seconds": 1.0}
+        return SimpleNamespace(path=f"/x/{name}", config={"model": "vae", "clusterer": clusterer, "seed": seed}, metrics=metrics, error=None)
+
+    results = [
+        run("d0", "dbscan", 0.62, 0.99, 0),  # outliers vs everything else: a high silhouette, no grouping
+        run("d1", "dbscan", 0.60, 0.98, 1),
+        run("h0", "hdbscan", 0.90, 0.50, 0),
+        run("h1", "hdbscan", math.nan, 1.0, 1),  # one seed found a single cluster
+        run("k0", "kmeans", 0.20, 0.30, 0),
+        run("k1", "kmeans", 0.22, 0.31, 1),
+    ]
+    table = leaderboard(results, "silhouette", "max")
+    methods = method_table(table, "silhouette", "max")
+    assert math.isnan(methods.set_index("method").loc["vae + hdbscan", "silhouette_mean"])  # not 0.90 from its lucky seed
+    summary = selection_summary(table, "silhouette", "max")
+    assert "Selected by silhouette (mean over 2 seed(s)): vae + kmeans" in summary
+    assert "Not selectable, 90%+ of the tracks in one cluster: vae + dbscan" in summary
