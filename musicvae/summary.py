@@ -40,36 +40,32 @@ def _panel_trials(table: pd.DataFrame, methods: pd.DataFrame) -> list[pd.Series]
 
 
 def _coordinates(artifacts: Path, max_points: int, seed: int) -> pd.DataFrame:
-    """track_id, x, y: the trial's saved UMAP (or t-SNE) projection, else a UMAP of its embedding."""
+    """track_id, x, y, cluster: the trial's saved UMAP (or t-SNE) projection, else a UMAP of its embedding."""
+    embedding = pd.read_parquet(artifacts / "embedding.parquet")
     saved = artifacts / "projection.parquet"
     if saved.exists():
         table = pd.read_parquet(saved)
         method = next(m for m in fig.PROJECTIONS if f"{m}_x" in table)
-        return pd.DataFrame({"track_id": table["track_id"], "x": table[f"{method}_x"], "y": table[f"{method}_y"]})
-    embedding = pd.read_parquet(artifacts / "embedding.parquet")
-    rows = fig.sample_rows(len(embedding), max_points, seed)
-    z = embedding.filter(regex=r"^z\d+$").to_numpy()[rows]
-    xy = fig.project(z, "umap", seed=seed)
-    return pd.DataFrame({"track_id": embedding["track_id"].to_numpy()[rows], "x": xy[:, 0], "y": xy[:, 1], "cluster": embedding["cluster"].to_numpy()[rows]})
+        coords = pd.DataFrame({"track_id": table["track_id"], "x": table[f"{method}_x"], "y": table[f"{method}_y"]})
+    else:
+        rows = fig.sample_rows(len(embedding), max_points, seed)
+        xy = fig.project(embedding.filter(regex=r"^z\d+$").to_numpy()[rows], "umap", seed=seed)
+        coords = pd.DataFrame({"track_id": embedding["track_id"].to_numpy()[rows], "x": xy[:, 0], "y": xy[:, 1]})
+    return coords.merge(embedding[["track_id", "cluster"]], on="track_id", how="left")
 
 
-def beta_grid(table: pd.DataFrame, methods: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet, max_points: int, seed: int = 0) -> Any | None:
+def beta_grid(
+    table: pd.DataFrame, methods: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet, max_points: int, seed: int = 0
+) -> Any | None:
     """One UMAP per (model, β), coloured by genre (by cluster without labels); None with fewer than two β values."""
-    chosen = _panel_trials(table, methods)
+    chosen = [row for row in _panel_trials(table, methods) if row["trial"] in checkpoints]
     if len({row["beta"] for row in chosen}) < 2:
         return None
     genre = dict(zip(data.track_ids, data.labels)) if data.labels is not None else None
     panels = []
     for row in chosen:
-        checkpoint = checkpoints.get(row["trial"])
-        if checkpoint is None:
-            continue
-        with checkpoint.as_directory() as directory:
-            artifacts = Path(directory) / "artifacts"
-            coords = _coordinates(artifacts, max_points, seed)
-            if genre is None and "cluster" not in coords:
-                clusters = pd.read_parquet(artifacts / "embedding.parquet", columns=["track_id", "cluster"])
-                coords = coords.merge(clusters, on="track_id", how="left")
+        with checkpoints[row["trial"]].as_directory() as directory:
+            coords = _coordinates(Path(directory) / "artifacts", max_points, seed)
         if genre is not None:
             colours, names = coords["track_id"].map(genre).to_numpy(), data.label_names
         else:
@@ -80,11 +76,14 @@ def beta_grid(table: pd.DataFrame, methods: pd.DataFrame, checkpoints: dict[str,
     return fig.beta_grid_figure(panels, title=f"Latent space across β (UMAP, coloured by {coloured}; the best configuration at each β, its first seed)")
 
 
-def sweep_figures(table: pd.DataFrame, methods: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet, out: Path, name: str, max_points: int) -> list[Path]:
+def sweep_figures(
+    table: pd.DataFrame, methods: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet, out: Path, name: str, max_points: int
+) -> list[Path]:
     """Write the sweep's summary PNGs into ``out``; returns their paths."""
     written = []
     if not methods.empty:
-        written.append(fig.save_figure(metrics_heatmap(methods, f"{name}: metrics per method (mean ± std over seeds)"), out / "metrics_heatmap.png"))
+        heatmap = metrics_heatmap(methods, f"{name}: metrics per method (mean ± std over seeds)")
+        written.append(fig.save_figure(heatmap, out / "metrics_heatmap.png"))
     grid = beta_grid(table, methods, checkpoints, data, max_points)
     if grid is not None:
         written.append(fig.save_figure(grid, out / "beta_grid.png"))

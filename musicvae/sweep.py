@@ -91,7 +91,8 @@ def tune_trainable(config: dict[str, Any], data: FeatureSet, trials: TrialsConfi
             resume = TrainingState.load(directory)
 
     def on_epoch(stats: Any, state: TrainingState | None) -> None:
-        report = {"epoch": stats.epoch, "train_loss": stats.train_loss, "val_loss": stats.val_loss, "reconstruction": stats.reconstruction, "kl": stats.kl, "beta_now": stats.beta}
+        report = {"epoch": stats.epoch, "train_loss": stats.train_loss, "val_loss": stats.val_loss}
+        report.update(reconstruction=stats.reconstruction, kl=stats.kl, beta_now=stats.beta)
         if state is None:
             tune.report(report)
             return
