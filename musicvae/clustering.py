@@ -15,9 +15,9 @@ from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 
+from musicvae.config import K_CLUSTERERS
+
 NOISE = -1
-
-
 AGGLOMERATIVE_MAX_TRACKS = 30000  # scipy's linkage needs the n(n-1)/2 distances: 3.6 GB at 30k tracks
 
 
@@ -64,7 +64,7 @@ def cluster(
             f"agglomerative clustering of {len(embedding)} tracks needs O(n^2) memory; "
             f"use it on at most {AGGLOMERATIVE_MAX_TRACKS} tracks, or K-Means/GMM/HDBSCAN"
         )
-    if method in ("kmeans", "agglomerative", "gmm") and n_clusters is None:
+    if method in K_CLUSTERERS and n_clusters is None:
         raise ValueError(f"{method} needs n_clusters")
     if method == "kmeans":
         return Clustering(KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(embedding))
