@@ -1,28 +1,53 @@
 """The ``musicvae`` command.
 
     musicvae sweep FILE [--dry-run]     run (or just validate and print) a sweep
+    musicvae sweep --resume NAME        continue an interrupted sweep (Tune state, Optuna study, MLflow parent run)
     musicvae data synth --out DIR       write the demo collection
     musicvae extract FILE               extract the sweep's features into the store, nothing else
+    musicvae report NAME [NAME ...]     a finished sweep's tables and figures, from MLflow, into reports/<NAME>/
+    musicvae tracking-server            MLflow on PostgreSQL with proxied artifacts, on loopback, for a team
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from pathlib import Path
 
-from musicvae.config import SweepFileError, load_sweep
+import yaml
+
+from musicvae.config import SweepConfig, SweepFileError, TrackingConfig, load_sweep, parse_sweep
+
+DEFAULT_STORAGE = SweepConfig.model_fields["storage_path"].default
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    cfg = load_sweep(args.file)
-    from musicvae.sweep import describe_plan, run_sweep
+    from musicvae.sweep import describe_plan, find_run, load_run_sweep, run_sweep
+
+    if args.file is None and args.resume is None:
+        raise SweepFileError("give a sweep file, or --resume NAME to continue an interrupted sweep")
+    run_path = None
+    if args.file is not None:
+        cfg = load_sweep(args.file)
+        sweep_yaml = Path(args.file).read_text()
+    if args.resume is not None:
+        if not args.resume and args.file is None:
+            raise SweepFileError("--resume needs a NAME (a sweep name or run folder) when no sweep file is given")
+        name = args.resume or cfg.name  # FILE --resume: this sweep file's latest run
+        storage = args.storage or (cfg.storage_path if args.file is not None else DEFAULT_STORAGE)
+        run_path = find_run(storage, name)
+        if args.file is None:
+            sweep_yaml = load_run_sweep(run_path)
+            cfg = parse_sweep(yaml.safe_load(sweep_yaml), origin=f"{run_path}/sweep file")
+        print(f"Resuming {run_path}", flush=True)
 
     print(describe_plan(cfg), flush=True)
     if args.dry_run:
         print("\nDry run: the sweep file is valid; nothing was run.")
         return 0
-    outcome = run_sweep(cfg, Path(args.file).read_text())
+    outcome = run_sweep(cfg, sweep_yaml, resume=run_path, address=args.address)
     return 0 if (outcome.leaderboard["status"] == "OK").any() else 1
 
 
@@ -42,7 +67,7 @@ def _extract(args: argparse.Namespace) -> int:
     from musicvae.dataset import load_feature_set
 
     cfg = load_sweep(args.file)
-    ray.init(include_dashboard=False)
+    ray.init(address=args.address, include_dashboard=False)  # None: $RAY_ADDRESS, else a local Ray
     try:
         data = load_feature_set(cfg.data)
     finally:
@@ -52,13 +77,38 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from musicvae.report import write_report
+
+    uri = TrackingConfig(uri=args.tracking_uri).resolved_uri()
+    written = write_report(uri, args.experiment, args.names, Path(args.out), run_id=args.run_id)
+    print("\n".join(f"Wrote {path}" for path in written))
+    print(f"Logged each sweep's files on its MLflow parent run under report/ (experiment '{args.experiment}').")
+    return 0
+
+
+def _tracking_server(args: argparse.Namespace) -> int:
+    from musicvae.tracking_server import serve
+
+    return serve(Path(args.data), args.host, args.port, args.postgres_port, args.backend_store_uri, args.artifacts_destination)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musicvae", description="Hyperparameter sweeps for music clustering with VAEs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sweep = commands.add_parser("sweep", help="run a sweep file")
-    sweep.add_argument("file", help="sweep YAML, e.g. sweeps/quickstart.yaml")
+    sweep.add_argument("file", nargs="?", help="sweep YAML, e.g. sweeps/quickstart.yaml")
     sweep.add_argument("--dry-run", action="store_true", help="validate the file and print the plan; run nothing")
+    sweep.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="NAME",
+        help="continue an interrupted sweep: NAME is a sweep name (its latest run) or a run folder; with FILE, NAME may be left out",
+    )
+    sweep.add_argument("--storage", help=f"where to look for the run to resume (default: the sweep file's storage_path, else {DEFAULT_STORAGE})")
+    sweep.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local Ray)")
     sweep.set_defaults(func=_sweep)
 
     data = commands.add_parser("data", help="demo data").add_subparsers(dest="data_command", required=True)
@@ -71,7 +121,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     extract = commands.add_parser("extract", help="extract a sweep's features into the feature store")
     extract.add_argument("file", help="sweep YAML whose data section to extract")
+    extract.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local Ray)")
     extract.set_defaults(func=_extract)
+
+    report = commands.add_parser("report", help="write a finished sweep's tables and figures from MLflow")
+    report.add_argument("names", nargs="+", metavar="NAME", help="sweep name(s), e.g. fma-easy fma-medium fma-hard")
+    report.add_argument("--out", default="reports", help="output folder; each sweep goes to OUT/NAME/ (default reports)")
+    report.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    experiment = TrackingConfig.model_fields["experiment"].default
+    report.add_argument("--experiment", default=experiment, help=f"MLflow experiment (default {experiment})")
+    report.add_argument("--run-id", help="the parent run to report (default: the sweep's latest); one NAME only")
+    report.set_defaults(func=_report)
+
+    server = commands.add_parser("tracking-server", help="run MLflow on PostgreSQL with proxied artifacts (loopback only)")
+    server.add_argument("--data", default=".musicvae/tracking", help="folder for PostgreSQL's files and the artifacts (default .musicvae/tracking)")
+    server.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; reach it through an SSH tunnel)")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--postgres-port", type=int, default=5433, help="the local PostgreSQL's port (loopback)")
+    server.add_argument("--backend-store-uri", help="an existing database instead of the local PostgreSQL, e.g. postgresql://user@db:5432/mlflow")
+    server.add_argument("--artifacts-destination", help="default DATA/artifacts; on a cluster e.g. s3://bucket/mlflow")
+    server.set_defaults(func=_tracking_server)
     return parser
 
 
@@ -83,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("MUSICVAE_DEBUG"):
+            traceback.print_exc()
+        print(f"error: {exc}" + ("" if os.environ.get("MUSICVAE_DEBUG") else " (MUSICVAE_DEBUG=1 shows where)"), file=sys.stderr)
         return 1
 
 

@@ -337,35 +337,91 @@ METRIC_MODES: dict[str, Literal["max", "min"]] = {
 LABEL_METRICS = ("ari", "nmi", "purity")
 
 
+MetricName = Literal["silhouette", "calinski_harabasz", "davies_bouldin", "val_loss", "ari", "nmi", "purity"]
+Mode = Literal["max", "min"]
+
+
 class SearchConfig(StrictModel):
     """How Optuna picks configurations.
 
     ``tpe`` (default) and ``random`` sample ``num_samples`` configurations;
-    ``grid`` runs every distinct configuration of an all-choice space once
-    (the study's exhaustive tables), so ``num_samples`` defaults to the grid size.
+    ``nsga2`` is Optuna's genetic sampler for several objectives; ``grid``
+    runs every distinct configuration of an all-choice space once (the
+    study's exhaustive tables), so ``num_samples`` defaults to the grid size.
+    ``metric`` is one objective or a list of them (multi-objective: Optuna
+    searches the Pareto front; the first is the primary one, used to rank the
+    leaderboard). ``points_to_evaluate`` are configurations run first, e.g.
+    the study's own.
     """
 
-    metric: Literal["silhouette", "calinski_harabasz", "davies_bouldin", "val_loss", "ari", "nmi", "purity"] = "silhouette"
-    mode: Literal["max", "min"] | None = None
+    metric: MetricName | list[MetricName] = "silhouette"
+    mode: Mode | list[Mode] | None = None
     num_samples: int | None = Field(None, ge=1, description="default: 8, or the whole grid")
     max_concurrent_trials: int = Field(2, ge=1)
-    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    sampler: Literal["tpe", "random", "grid", "nsga2"] = "tpe"
     seed: int = 0
+    points_to_evaluate: list[dict[str, Scalar]] = Field(default_factory=list, description="configurations to run first")
+    time_budget_s: float | None = Field(None, gt=0, description="stop starting trials after this many seconds; running ones finish")
 
     @model_validator(mode="after")
-    def _mode_matches_metric(self) -> SearchConfig:
-        natural = METRIC_MODES[self.metric]
-        if self.mode is not None and self.mode != natural:
-            raise ValueError(f"mode '{self.mode}' contradicts metric '{self.metric}', which is better when {natural}imised")
+    def _metrics_and_modes(self) -> SearchConfig:
+        if not self.metrics:
+            raise ValueError("search.metric: give at least one objective")
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ValueError("search.metric: each objective at most once")
+        if self.mode is None:
+            return self
+        given = [self.mode] if isinstance(self.mode, str) else self.mode
+        if len(given) != len(self.metrics):
+            raise ValueError(f"search.mode: {len(given)} mode(s) for {len(self.metrics)} objective(s); give one per objective, or none")
+        for metric, mode in zip(self.metrics, given):
+            if mode != METRIC_MODES[metric]:
+                raise ValueError(f"search.mode: '{mode}' contradicts metric '{metric}', which is better when {METRIC_MODES[metric]}imised")
         return self
 
     @property
-    def resolved_mode(self) -> Literal["max", "min"]:
-        return METRIC_MODES[self.metric]
+    def metrics(self) -> list[str]:
+        """The objectives, primary first."""
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    @property
+    def modes(self) -> list[Mode]:
+        return [METRIC_MODES[m] for m in self.metrics]
+
+    @property
+    def primary(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def resolved_mode(self) -> Mode:
+        """The primary objective's direction."""
+        return self.modes[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
 
     @property
     def uses_labels(self) -> bool:
-        return self.metric in LABEL_METRICS
+        return any(m in LABEL_METRICS for m in self.metrics)
+
+
+class SchedulerConfig(StrictModel):
+    """Early stopping: ASHA stops trials whose per-epoch ``metric`` trails the others at each rung.
+
+    Off by default and refused with the grid sampler: an exhaustive study
+    table must not have holes. A stopped trial is recorded as STOPPED (no
+    clustering ran) and told to Optuna as pruned. Only neural models report
+    per-epoch losses, so PCA/raw trials are never stopped; and losses are
+    comparable only between models of the same kind, so ASHA fits sweeps over
+    one architecture (β, sizes, learning rates) best.
+    """
+
+    kind: Literal["none", "asha"] = "none"
+    metric: Literal["val_loss", "train_loss"] = "val_loss"
+    grace_period: int = Field(5, ge=1, description="epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(3.0, gt=1.0, description="keep the best 1/reduction_factor at each rung")
+    brackets: int = Field(1, ge=1)
 
 
 class ResourcesConfig(StrictModel):
@@ -399,6 +455,9 @@ class TrialsConfig(StrictModel):
     figure_points: int = Field(3000, ge=100, description="points drawn in a projection (a seeded sample above this)")
     silhouette_sample: int | None = Field(10000, ge=100, description="silhouette on a seeded sample above this many tracks; null = all")
     checkpoint_every: int = Field(10, ge=1, description="epochs between training checkpoints (a resumed trial continues from the last)")
+    max_retries: int = Field(
+        2, ge=0, description="restarts of a trial whose worker died (node lost, OOM kill); a trial that raises or goes NaN is a recorded failure, never retried"
+    )
 
 
 class TrackingConfig(StrictModel):
@@ -419,10 +478,11 @@ class SweepConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     space: dict[str, ParamSpec] = Field(default_factory=lambda: {"model": ["pca", "vae"]})
     search: SearchConfig = Field(default_factory=SearchConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     trials: TrialsConfig = Field(default_factory=TrialsConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    storage_path: str = ".musicvae/ray_results"
+    storage_path: str = Field(".musicvae/ray_results", description="Tune's results and checkpoints: a folder or a pyarrow URI (s3://, gs://, ...)")
 
     @field_validator("space")
     @classmethod
@@ -435,10 +495,36 @@ class SweepConfig(StrictModel):
 
     @model_validator(mode="after")
     def _metric_fits_space(self) -> SweepConfig:
-        if self.search.metric == "val_loss":
+        if "val_loss" in self.search.metrics:
             linear = [m for m in choices(self.space, "model") if m not in NEURAL_MODELS]
             if linear:
                 raise ValueError(f"search.metric: 'val_loss' only exists for neural models; remove {linear} from space.model")
+        return self
+
+    @model_validator(mode="after")
+    def _scheduler_fits_search(self) -> SweepConfig:
+        if self.scheduler.kind != "none" and self.search.sampler == "grid":
+            raise ValueError("scheduler.kind: early stopping would leave holes in an exhaustive grid table; use tpe/random, or kind: none")
+        return self
+
+    @model_validator(mode="after")
+    def _points_in_space(self) -> SweepConfig:
+        """A fixed point may only set parameters of the space, to values the space allows."""
+        for i, point in enumerate(self.search.points_to_evaluate):
+            for name, value in point.items():
+                where = f"search.points_to_evaluate.{i}.{name}"
+                if name not in self.space:
+                    raise ValueError(f"{where}: not a parameter of the space (space: {', '.join(self.space)})")
+                spec = self.space[name]
+                if isinstance(spec, Range):
+                    if isinstance(value, (bool, str)) or value is None or not spec.low <= value <= spec.high:
+                        raise ValueError(f"{where}: {value!r} is outside [{spec.low:g}, {spec.high:g}]")
+                elif isinstance(spec, list) and value not in spec:
+                    raise ValueError(f"{where}: {value!r} is not one of {spec}")
+                elif not isinstance(spec, (list, Range)):
+                    raise ValueError(f"{where}: fixed at {spec!r} in the space; nothing to choose")
+                if not applies(name, point):
+                    raise ValueError(f"{where}: has no effect with this point's other values ({describe_condition(name)})")
         return self
 
     @model_validator(mode="after")
@@ -472,11 +558,19 @@ class SweepConfig(StrictModel):
         return self
 
     @property
+    def fixed_points(self) -> list[dict[str, Any]]:
+        """Configurations Optuna runs before sampling: the file's points_to_evaluate, then (grid) every grid point not among them."""
+        points = [dict(p) for p in self.search.points_to_evaluate]
+        if self.search.sampler == "grid":
+            points += [p for p in grid_points(self.space) if p not in points]
+        return points
+
+    @property
     def num_samples(self) -> int:
         """The trial budget: as configured, else the whole grid, else 8."""
         if self.search.num_samples is not None:
             return self.search.num_samples
-        return len(grid_points(self.space)) if self.search.sampler == "grid" else 8
+        return len(self.fixed_points) if self.search.sampler == "grid" else 8
 
 
 def choices(space: dict[str, ParamSpec], name: str) -> list[Any]:
@@ -527,7 +621,7 @@ def _format_errors(exc: ValidationError) -> str:
         entry = re.match(r"^([\w.]+): (.*)$", msg, re.S)
         if err["loc"] == ("space",) and entry:  # name the parameter: space.model, not space
             key, msg = f"space.{entry.group(1)}", entry.group(2)
-        elif not err["loc"] and entry and "." in entry.group(1):  # a check across sections names its key
+        elif entry and "." in entry.group(1) and (not err["loc"] or entry.group(1).startswith(f"{key}.")):  # a model check names its key
             key, msg = entry.group(1), entry.group(2)
         lines.append(f"  {key}: {msg}")
     return "\n".join(lines)

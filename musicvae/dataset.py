@@ -18,7 +18,7 @@ from musicvae.config import DataConfig, FMAFeaturesSource, TableSource, TextFeat
 from musicvae.features.audio import mfcc_feature_names
 from musicvae.features.extract import extract_features
 from musicvae.features.fma_features import read_fma_features
-from musicvae.features.store import ExtractedFeatures, SkippedFile, content_hash, read_store, write_store
+from musicvae.features.store import ExtractedFeatures, SkippedFile, absolute, content_hash, join, read_store, write_store
 from musicvae.sources import list_tracks, read_feature_table
 
 
@@ -68,7 +68,7 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
         summary += "".join(f"\n  skipped track {s.track_id}: {s.reason}" for s in skipped[:20])
     else:
         tracks = list_tracks(cfg.source, cfg.cache_dir)
-        extracted, report = extract_features(tracks, cfg.audio, expand_path(cfg.cache_dir))
+        extracted, report = extract_features(tracks, cfg.audio, absolute(cfg.cache_dir))
         kept = tracks.set_index("track_id").loc[extracted.track_ids].reset_index()
         track_ids = extracted.track_ids
         names = mfcc_feature_names(cfg.audio)
@@ -84,7 +84,7 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
         spectrograms = {kind: standardize_rows(values) for kind, values in spectrograms.items()}
     embeddings = missing = None
     if cfg.text is not None:
-        embeddings, missing = text_modality(text, cfg.text, label_names, expand_path(cfg.cache_dir))
+        embeddings, missing = text_modality(text, cfg.text, label_names, absolute(cfg.cache_dir))
         summary += f"\nText: {cfg.text.method} embeddings {embeddings.shape[1]}-D; {int(missing.sum())} of {len(missing)} tracks have no text"
         if cfg.standardize and (~missing).sum() > 1:
             present = ~missing
@@ -105,7 +105,7 @@ def standardize_rows(spectrograms: np.ndarray) -> np.ndarray:
     return ((spectrograms - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
-def text_modality(text: pd.DataFrame, cfg: TextFeatureConfig, label_names: list[str], cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def text_modality(text: pd.DataFrame, cfg: TextFeatureConfig, label_names: list[str], cache_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Text embeddings per track (cached by content) and the missing-text flags.
 
     ``text`` holds track_id, text columns and, for audio sources, ``path``:
@@ -116,7 +116,7 @@ def text_modality(text: pd.DataFrame, cfg: TextFeatureConfig, label_names: list[
 
     lyrics = read_lyrics(str(expand_path(cfg.lyrics))) if cfg.lyrics else None
     texts = track_texts(text, cfg.columns, label_names, lyrics=lyrics, use_embedded_tags="path" in text.columns)
-    directory = cache_dir / "text" / content_hash({"config": cfg.model_dump(), "texts": texts.texts})
+    directory = join(cache_dir, "text", content_hash({"config": cfg.model_dump(), "texts": texts.texts}))
     cached = read_store(directory)
     if cached is not None:
         return cached[0].arrays["text"], texts.missing

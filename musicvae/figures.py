@@ -445,3 +445,131 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi, format="png")
     plt.close(fig)
     return path
+
+
+# --- study summaries: metric curves and grouped bars ----------------------------------------------------------------------
+
+METRIC_LABELS = {
+    "silhouette": "silhouette",
+    "calinski_harabasz": "Calinski-Harabasz",
+    "davies_bouldin": "Davies-Bouldin",
+    "ari": "ARI",
+    "nmi": "NMI",
+    "purity": "purity",
+    "val_loss": "validation loss",
+    "noise_fraction": "noise fraction",
+    "largest_cluster": "largest cluster",
+    "seconds": "trial seconds",
+}
+DODGE = 0.025  # horizontal shift between series at one x (decades on a log axis, share of the range otherwise)
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name)
+
+
+def _dodged(xs: np.ndarray, index: int, count: int, log: bool, span: float) -> np.ndarray:
+    """x shifted a little per series, so error bars of series at the same x do not hide each other."""
+    shift = (index - (count - 1) / 2) * DODGE
+    if log:
+        return xs * 10.0**shift
+    return xs + shift * span
+
+
+def _x_axis(ax: Axes, xs: list[float], log: bool) -> None:
+    """Ticks at the values that were run, on a log axis when asked (symlog when 0 is among them: log(0) is undefined)."""
+    if log:
+        positive = [x for x in xs if x > 0]
+        if len(positive) < len(xs):
+            ax.set_xscale("symlog", linthresh=min(positive, default=1.0))
+        else:
+            ax.set_xscale("log")
+    ax.set_xticks(xs, [format(x, ".3g") for x in xs])
+    ax.minorticks_off()
+
+
+def metric_curves_figure(
+    points: pd.DataFrame,
+    x: str,
+    series: str,
+    metrics: list[str],
+    title: str = "",
+    x_label: str | None = None,
+    log_x: bool = False,
+) -> Figure:
+    """One panel per metric: a line per series over ``x``, with mean ± std error bars.
+
+    ``points`` has a row per (series, x) and the columns ``<metric>_mean`` and
+    ``<metric>_std`` (NaN std: one run, no bar). A series keeps its colour in
+    every panel and one legend serves them all; series sharing an x are
+    shifted slightly apart so their error bars stay readable.
+    """
+    if points.empty or not metrics:
+        return text_figure("no points to draw", title)
+    names = list(dict.fromkeys(points[series]))
+    colours = colour_table(len(names))
+    xs = sorted(float(v) for v in points[x].unique())
+    span = (max(xs) - min(xs)) or 1.0
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics) + 2.6, 3.9), layout="constrained", squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, name in enumerate(names):
+            line = points[points[series] == name].sort_values(x)
+            positions = _dodged(line[x].to_numpy(float), i, len(names), log_x, span)
+            mean, std = line[f"{metric}_mean"].to_numpy(float), line[f"{metric}_std"].to_numpy(float)
+            ax.errorbar(positions, mean, yerr=std, color=colours[i], marker="o", markersize=4, linewidth=1.5, capsize=3, elinewidth=1)
+        _x_axis(ax, xs, log_x)
+        ax.set_title(metric_label(metric))
+        ax.set_xlabel(x_label or x)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colours[i], marker="o", markersize=4, linewidth=1.5, label=name) for i, name in enumerate(names)]
+    fig.legend(handles=handles, loc="outside right upper", **legend_style(None))
+    fig.suptitle(title)
+    return fig
+
+
+def grouped_bars_figure(
+    means: pd.DataFrame,
+    stds: pd.DataFrame | None = None,
+    title: str = "",
+    y_label: str = "",
+    hatched: tuple[str, ...] = (),
+) -> Figure:
+    """A group of bars per column (a metric), a bar per row (a method) in each group, std as error bars.
+
+    Rows in ``hatched`` (e.g. the baselines) are hatched so they stand apart
+    from the methods they are compared with. A missing value is written as
+    "n/a" where its bar would be, so an absent bar is never read as zero.
+    """
+    if means.empty:
+        return text_figure("no methods to compare", title)
+    n_rows, n_cols = means.shape
+    width = 0.8 / n_rows
+    colours = colour_table(n_rows)
+    spread = None if stds is None else stds.reindex(index=means.index, columns=means.columns).to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(2.0 + n_cols * (0.3 * n_rows + 0.5) + 3.5, 4.4), layout="constrained")
+    for i, name in enumerate(means.index):
+        values = means.loc[name].to_numpy(dtype=float)
+        positions = np.arange(n_cols) - 0.4 + width * (i + 0.5)
+        ax.bar(
+            positions,
+            np.nan_to_num(values),
+            width,
+            yerr=None if spread is None else spread[i],
+            color=colours[i],
+            label=str(name),
+            hatch="///" if name in hatched else None,
+            edgecolor="white",
+            linewidth=0.5,
+            capsize=2,
+            error_kw=dict(elinewidth=1),
+        )
+        for position in positions[np.isnan(values)]:
+            ax.annotate("n/a", (position, 0), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", rotation=90, fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(n_cols), [metric_label(str(c)) for c in means.columns])
+    ax.set_ylabel(y_label)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    fig.legend(loc="outside right upper", **legend_style(None))
+    ax.set_title(title)  # over the axes, not the figure: a figure title would run into the legend beside them
+    return fig

@@ -11,6 +11,7 @@ costs.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +26,61 @@ DEGENERATE_SHARE = 0.9  # a clustering with this share of the tracks in one clus
 SYMBOLS = {"beta": "β"}
 
 
-def leaderboard(results: Any, metric: str, mode: str) -> pd.DataFrame:
-    """One row per trial (Tune results), best first by the objective; failed trials last."""
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished, failed or stopped trial, wherever it was read from (Tune results or MLflow runs).
+
+    ``status`` is OK, FAILED (the trial raised or its loss went NaN; ``error``
+    says why) or STOPPED (early-stopped by the scheduler: no clustering ran).
+    """
+
+    name: str
+    status: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    error: str = ""
+
+
+def record_from_result(result: Any) -> TrialRecord:
+    """A Tune result as a record: a trial that raised, or that reported ``failed``, is FAILED; one stopped early, STOPPED."""
+    metrics = dict(result.metrics or {})
+    name = Path(result.path).name if result.path else "?"
+    if result.error:
+        return TrialRecord(name, "FAILED", dict(result.config or {}), metrics, str(result.error).strip().splitlines()[-1][:300])
+    if metrics.get("failed"):
+        return TrialRecord(name, "FAILED", dict(result.config or {}), metrics, str(metrics.get("error", ""))[:300])
+    if "trial_seconds" not in metrics:  # only the final result has it: the scheduler stopped the trial before clustering
+        return TrialRecord(name, "STOPPED", dict(result.config or {}), metrics, f"stopped early at epoch {metrics.get('epoch', '?')}")
+    return TrialRecord(name, "OK", dict(result.config or {}), metrics)
+
+
+STATUS_ORDER = {"OK": 0, "STOPPED": 1, "FAILED": 2}
+
+
+def trial_table(records: list[TrialRecord], metric: str, mode: str) -> pd.DataFrame:
+    """One row per trial, best first by the objective; stopped and failed trials last."""
     defaults = TrialParams()
-    configs = [dict(r.config or {}) for r in results]
-    params = [p for p in TrialParams.model_fields if p in SHOWN_PARAMS or any(p in c for c in configs)]
+    params = [p for p in TrialParams.model_fields if p in SHOWN_PARAMS or any(p in r.config for r in records)]
     rows = []
-    for result, config in zip(results, configs):
-        metrics = result.metrics or {}
-        row = {"trial": Path(result.path).name if result.path else "?", "status": "FAILED" if result.error else "OK"}
+    for record in records:
+        config, metrics = record.config, record.metrics
+        row = {"trial": record.name, "status": record.status}
         row.update({p: config.get(p, getattr(defaults, p) if applies(p, config) else "") for p in params})
-        row.update({m: metrics.get(m, math.nan) for m in METRICS})
+        ok = record.status == "OK"
+        row.update({m: float(metrics[m]) if ok and m in metrics else math.nan for m in METRICS})
         row["seconds"] = metrics.get("trial_seconds", metrics.get("time_total_s", math.nan))
-        row["error"] = str(result.error).strip().splitlines()[-1][:120] if result.error else ""
+        row["error"] = record.error
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["trial", "status", *params, *METRICS, "seconds", "error"])
     table.insert(2, "method", method_names(table, params))
-    table = table.sort_values(["status", metric], ascending=[False, mode == "min"], na_position="last", kind="stable")
-    return table.reset_index(drop=True)
+    table = table.assign(_order=table["status"].map(STATUS_ORDER))
+    table = table.sort_values(["_order", metric], ascending=[True, mode == "min"], na_position="last", kind="stable")
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+def leaderboard(results: Any, metric: str, mode: str) -> pd.DataFrame:
+    """The trial table of a Tune ResultGrid (or any iterable of results)."""
+    return trial_table([record_from_result(r) for r in results], metric, mode)
 
 
 def method_names(table: pd.DataFrame, params: list[str]) -> list[str]:
@@ -120,3 +158,21 @@ def selection_summary(table: pd.DataFrame, metric: str, mode: str = "max") -> st
     if skipped:
         lines.append(f"Not selectable, {DEGENERATE_SHARE:.0%}+ of the tracks in one cluster: {', '.join(skipped)}")
     return "\n".join(lines)
+
+
+def pareto_front(methods: pd.DataFrame, metrics: list[str], modes: list[str]) -> pd.DataFrame:
+    """The methods no other method beats on every objective (by their means over seeds).
+
+    A method with an undefined objective is not on the front. Rows keep the
+    method table's order (best primary objective first).
+    """
+    columns = [f"{m}_mean" for m in metrics]
+    if methods.empty or not set(columns) <= set(methods.columns):
+        return methods.iloc[0:0]
+    defined = methods.dropna(subset=columns)
+    # Turn every objective into "larger is better", then keep the non-dominated rows.
+    scores = defined[columns].to_numpy(float) * [1.0 if mode == "max" else -1.0 for mode in modes]
+    on_front = [
+        not any((other >= row).all() and (other > row).any() for j, other in enumerate(scores) if j != i) for i, row in enumerate(scores)
+    ]
+    return defined[on_front].reset_index(drop=True)

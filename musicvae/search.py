@@ -7,6 +7,7 @@ callable class rather than a closure.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from musicvae.config import ParamSpec, Range, SearchConfig, applies, describe_condition, grid_points, ordered_names, param_kind
+from musicvae.config import ParamSpec, Range, SearchConfig, applies, describe_condition, ordered_names, param_kind
 
 
 def _suggest(trial: Any, name: str, spec: ParamSpec) -> tuple[Any, bool]:
@@ -89,32 +90,55 @@ class SweepSearch(OptunaSearch):
         seen.add(json.dumps(config, sort_keys=True, default=str))  # an exhausted space may still repeat
         return config
 
+    def _objectives(self) -> list[str]:
+        return self.metric if isinstance(self.metric, list) else [self.metric]
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if self.metric in result:
+        if all(m in result for m in self._objectives()):
             super().on_trial_result(trial_id, result)
 
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """A trial that failed in our code (reported ``failed``) or scored NaN is a FAIL for Optuna.
 
-SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler, "grid": optuna.samplers.RandomSampler}
+        Ray would tell Optuna COMPLETE with a NaN (which Optuna refuses, leaving
+        the trial RUNNING forever in the study) or PRUNED (which TPE learns from).
+        A trial stopped early by the scheduler has no objective: PRUNED, as Ray does.
+        """
+        values = [(result or {}).get(m) for m in self._objectives()]
+        scored_nan = any(isinstance(v, float) and math.isnan(v) for v in values)
+        if result and (result.get("failed") or scored_nan):
+            result, error = None, True
+        super().on_trial_complete(trial_id, result, error)
 
 
-def optuna_search(space: dict[str, ParamSpec], search: SearchConfig) -> SweepSearch:
-    """The searcher for a sweep; ``grid`` enqueues every configuration (conditions respected) so each runs once.
+SAMPLERS = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "grid": optuna.samplers.RandomSampler,  # the grid is enqueued; the sampler never draws
+    "nsga2": optuna.samplers.NSGAIISampler,
+}
 
-    Optuna's own GridSampler wants every parameter in every trial, which a
-    conditional space does not have (no ``eps`` for K-Means), so the grid is
-    enumerated here and enqueued as Optuna's fixed trials.
+
+def optuna_search(space: dict[str, ParamSpec], search: SearchConfig, points: list[dict[str, Any]] | None = None) -> SweepSearch:
+    """The searcher for a sweep; ``points`` (:attr:`SweepConfig.fixed_points`) are run first, in order.
+
+    For ``grid`` they hold every configuration: Optuna's own GridSampler wants
+    every parameter in every trial, which a conditional space does not have
+    (no ``eps`` for K-Means), so the grid is enumerated by the config and
+    enqueued as Optuna's fixed trials.
     """
-    points = grid_points(space) if search.sampler == "grid" else None
+    multi = search.multi_objective
     return SweepSearch(
         space=DefineByRun(space),
-        metric=search.metric,
-        mode=search.resolved_mode,
+        metric=search.metrics if multi else search.primary,
+        mode=search.modes if multi else search.resolved_mode,
         sampler=SAMPLERS[search.sampler](seed=search.seed),
-        points_to_evaluate=points,
+        points_to_evaluate=points or None,
     )
 
 
 def describe_space(space: dict[str, ParamSpec]) -> list[str]:
+    width = max(map(len, space), default=0) + 2
     lines = []
     for name, spec in space.items():
         if isinstance(spec, Range):
@@ -126,5 +150,5 @@ def describe_space(space: dict[str, ParamSpec]) -> list[str]:
             text = f"fixed {spec}"
         condition = describe_condition(name)
         scope = f"  (only when {condition})" if condition else ""
-        lines.append(f"  {name:<14}{text}{scope}")
+        lines.append(f"  {name:<{width}}{text}{scope}")
     return lines

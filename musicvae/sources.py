@@ -5,17 +5,23 @@ Every audio source becomes the same table, one row per track:
 columns (title, artist, ...) for the text modality. Labels are carried for
 evaluation only; no text column may hold them.
 
+Every path in a source may be a pyarrow filesystem URI (``s3://bucket/music``,
+``file:///data/music``) as well as a plain path: a track's ``path`` is then a
+URI too, which any Ray worker opens (see :mod:`musicvae.features.store`).
+
 A features-only table (precomputed features) is the other kind of source and
 is read by :func:`read_feature_table`.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
 
 from musicvae.config import (
     FMASource,
@@ -23,9 +29,9 @@ from musicvae.config import (
     ManifestSource,
     SynthSource,
     TableSource,
-    expand_path,
 )
 from musicvae.features.audio import AUDIO_EXTENSIONS
+from musicvae.features.store import absolute, is_uri, join, open_input, parent, resolve
 
 TEXT_COLUMNS = ("title", "artist", "album")
 
@@ -48,32 +54,40 @@ def _tracks_frame(rows: pd.DataFrame, text_columns: list[str]) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def read_csv(location: str, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` of a plain path or a URI; FileNotFoundError if it is not there."""
+    with open_input(location) as file:
+        return pd.read_csv(file, **kwargs)
+
+
 def folder_tracks(source: FolderSource) -> pd.DataFrame:
-    root = expand_path(source.root).resolve()
-    if not root.is_dir():
+    root = absolute(source.root)
+    fs, root_path = resolve(root)
+    if fs.get_file_info(root_path).type != pafs.FileType.Directory:
         raise SourceError(f"data.source.root: {root} is not a directory")
     rows = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
+    for info in sorted(fs.get_file_info(pafs.FileSelector(root_path, recursive=True)), key=lambda f: PurePosixPath(f.path)):
+        relative = PurePosixPath(info.path).relative_to(root_path)
+        if relative.suffix.lower() not in AUDIO_EXTENSIONS or info.type != pafs.FileType.File:
             continue
-        relative = path.relative_to(root)
         label = relative.parts[0] if len(relative.parts) > 1 else None
-        rows.append({"track_id": relative.with_suffix("").as_posix(), "path": str(path), "label": label})
+        rows.append({"track_id": relative.with_suffix("").as_posix(), "path": join(root, relative.as_posix()), "label": label})
     if not rows:
         raise SourceError(f"data.source.root: no {'/'.join(AUDIO_EXTENSIONS)} files under {root}")
     return _tracks_frame(pd.DataFrame(rows), [])
 
 
 def manifest_tracks(source: ManifestSource) -> pd.DataFrame:
-    manifest = expand_path(source.path).resolve()
+    manifest = absolute(source.path)
     try:
-        table = pd.read_csv(manifest)
+        table = read_csv(manifest)
     except FileNotFoundError:
         raise SourceError(f"data.source.path: {manifest} does not exist") from None
     if source.path_column not in table.columns:
         raise SourceError(f"{manifest}: no '{source.path_column}' column (columns: {list(table.columns)})")
     paths = table[source.path_column].astype(str)
-    table["path"] = [str(p if Path(p).is_absolute() else manifest.parent / p) for p in paths]
+    folder = parent(manifest)
+    table["path"] = [p if is_uri(p) or Path(p).is_absolute() else join(folder, p) for p in paths]
     table["label"] = table[source.label_column] if source.label_column in table.columns else None
     if source.id_column:
         table["track_id"] = table[source.id_column]
@@ -98,9 +112,9 @@ def fma_tracks(source: FMASource) -> pd.DataFrame:
     Only title, artist name and album title become text: genre_top, genres,
     genres_all and tags all name the genre and would leak the label.
     """
-    tracks_csv = expand_path(source.metadata_dir) / "tracks.csv"
+    tracks_csv = join(source.metadata_dir, "tracks.csv")
     try:
-        tracks = pd.read_csv(tracks_csv, index_col=0, header=[0, 1], low_memory=False)
+        tracks = read_csv(tracks_csv, index_col=0, header=[0, 1], low_memory=False)
     except FileNotFoundError:
         raise SourceError(f"data.source.metadata_dir: {tracks_csv} does not exist") from None
     needed = [("set", "subset"), ("track", "genre_top")]
@@ -123,11 +137,11 @@ def fma_tracks(source: FMASource) -> pd.DataFrame:
             picked.extend(sorted(rng.choice(group.index.to_numpy(), size=take, replace=False)))
         tracks = tracks.loc[sorted(picked)]
 
-    audio_dir = expand_path(source.audio_dir).resolve()
+    audio_dir = absolute(source.audio_dir)
     rows = pd.DataFrame(
         {
             "track_id": tracks.index.astype(str),
-            "path": [str(fma_track_path(audio_dir, int(tid))) for tid in tracks.index],
+            "path": [join(audio_dir, fma_track_path(Path(), int(tid)).as_posix()) for tid in tracks.index],
             "label": tracks[("track", "genre_top")].to_numpy(),
             "title": tracks.get(("track", "title")),
             "artist": tracks.get(("artist", "name")),
@@ -138,14 +152,27 @@ def fma_tracks(source: FMASource) -> pd.DataFrame:
 
 
 def synth_tracks(source: SynthSource, cache_dir: str) -> pd.DataFrame:
-    """The demo collection, generated once into the cache and reused."""
+    """The demo collection, generated once into the cache and reused.
+
+    With a URI it is generated in a local temp folder and uploaded,
+    ``metadata.csv`` last: that file is what marks the collection complete.
+    """
     from musicvae.synth import synthesize_collection
 
-    out = expand_path(source.out) if source.out else expand_path(cache_dir) / "demo_data" / f"seed{source.seed}_n{source.per_genre}"
-    if not (out / "metadata.csv").exists():
+    out = absolute(source.out) if source.out else join(absolute(cache_dir), "demo_data", f"seed{source.seed}_n{source.per_genre}")
+    fs, out_path = resolve(out)
+    if fs.get_file_info(f"{out_path}/metadata.csv").type != pafs.FileType.File:
         print(f"Generating the demo collection in {out} ...", flush=True)
-        synthesize_collection(out, per_genre=source.per_genre, seed=source.seed, clip_seconds=source.clip_seconds)
-    return manifest_tracks(ManifestSource(kind="manifest", path=str(out / "metadata.csv"), text_columns=["title", "artist"]))
+        options = dict(per_genre=source.per_genre, seed=source.seed, clip_seconds=source.clip_seconds)
+        if not is_uri(out):
+            synthesize_collection(Path(out), **options)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                synthesize_collection(Path(tmp, "demo"), **options)
+                Path(tmp, "demo", "metadata.csv").rename(Path(tmp, "metadata.csv"))
+                pafs.copy_files(str(Path(tmp, "demo")), out_path, destination_filesystem=fs)
+                pafs.copy_files(str(Path(tmp, "metadata.csv")), f"{out_path}/metadata.csv", destination_filesystem=fs)
+    return manifest_tracks(ManifestSource(kind="manifest", path=join(out, "metadata.csv"), text_columns=["title", "artist"]))
 
 
 def list_tracks(source: FolderSource | ManifestSource | FMASource | SynthSource, cache_dir: str) -> pd.DataFrame:
@@ -180,10 +207,14 @@ def read_feature_table(source: TableSource) -> FeatureTable:
     Genre-like columns (``genre``, ``genre_id``, ...) are never used as features
     even when numeric, so a forgotten ``label_column`` cannot leak the answer.
     """
-    path = expand_path(source.path)
-    if not path.exists():
+    path = absolute(source.path)
+    fs, fs_path = resolve(path)
+    if fs.get_file_info(fs_path).type != pafs.FileType.File:
         raise SourceError(f"data.source.path: {path} does not exist")
-    table = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    if PurePosixPath(fs_path).suffix.lower() in (".parquet", ".pq"):
+        table = pd.read_parquet(fs_path, filesystem=fs)
+    else:
+        table = read_csv(path)
     if source.id_column not in table.columns:
         raise SourceError(f"{path}: no id column '{source.id_column}' (columns start {list(table.columns)[:6]})")
     labels = None

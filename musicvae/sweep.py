@@ -10,19 +10,23 @@ Flow of :func:`run_sweep`::
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from musicvae.config import K_CLUSTERERS, VARIATIONAL_MODELS, ResourcesConfig, SweepConfig, TrialParams, TrialsConfig, choices, expand_path
 from musicvae.dataset import FeatureSet, load_feature_set
-from musicvae.leaderboard import METRICS, format_leaderboard, format_methods, leaderboard, method_table, selection_summary
+from musicvae.leaderboard import METRICS, format_leaderboard, format_methods, leaderboard, method_table, pareto_front, selection_summary
 from musicvae.search import describe_space, optuna_search
 
 
@@ -49,13 +53,24 @@ def describe_plan(cfg: SweepConfig) -> str:
         f"Standardise features: {cfg.data.standardize}",
         "Search space (Optuna define-by-run):",
         *describe_space(cfg.space),
-        f"Search: OptunaSearch, {search.sampler} sampler, seed {search.seed}; objective {search.metric} "
-        f"({search.resolved_mode}, {label_note})",
-        f"Budget: {cfg.num_samples} trials, at most {search.max_concurrent_trials} at a time",
+        f"Search: OptunaSearch, {search.sampler} sampler, seed {search.seed}; "
+        + ("objectives " if search.multi_objective else "objective ")
+        + ", ".join(f"{m} ({mode})" for m, mode in zip(search.metrics, search.modes))
+        + f", {label_note}"
+        + (f"; {len(search.points_to_evaluate)} fixed point(s) first" if search.points_to_evaluate else ""),
+        "Early stopping: "
+        + (
+            f"ASHA on {cfg.scheduler.metric} per epoch (grace {cfg.scheduler.grace_period} epochs, keep 1/{cfg.scheduler.reduction_factor:g} per rung)"
+            if cfg.scheduler.kind == "asha"
+            else "off (every trial runs to the end)"
+        ),
+        f"Budget: {cfg.num_samples} trials, at most {search.max_concurrent_trials} at a time"
+        + (f", {search.time_budget_s:g} s in all" if search.time_budget_s else ""),
         f"Resources per trial: {cfg.resources.cpus_per_trial:g} CPU, {cfg.resources.gpus_per_trial:g} GPU (device {cfg.resources.device})",
-        f"Per trial: figures {', '.join(trials.figures) or 'none'}; checkpoint every {trials.checkpoint_every} epochs",
+        f"Per trial: figures {', '.join(trials.figures) or 'none'}; checkpoint every {trials.checkpoint_every} epochs; "
+        f"{trials.max_retries} restart(s) if its worker dies",
         f"Tracking: {cfg.tracking.resolved_uri()} (experiment '{cfg.tracking.experiment}')",
-        f"Ray results: {expand_path(cfg.storage_path).resolve()}",
+        f"Ray results: {storage_root(cfg.storage_path)}",
     ]
     return "\n".join(lines)
 
@@ -77,6 +92,7 @@ def tune_trainable(config: dict[str, Any], data: FeatureSet, trials: TrialsConfi
     last checkpoint with ``tune.get_checkpoint()`` and continues training
     from that epoch instead of starting over.
     """
+    import ray
     import torch
     from ray import tune
 
@@ -90,8 +106,10 @@ def tune_trainable(config: dict[str, Any], data: FeatureSet, trials: TrialsConfi
         with checkpoint.as_directory() as directory:
             resume = TrainingState.load(directory)
 
+    node = {"node_id": ray.get_runtime_context().get_node_id()}  # which machine ran it: a tag in MLflow
+
     def on_epoch(stats: Any, state: TrainingState | None) -> None:
-        report = {"epoch": stats.epoch, "train_loss": stats.train_loss, "val_loss": stats.val_loss}
+        report = {**node, "epoch": stats.epoch, "train_loss": stats.train_loss, "val_loss": stats.val_loss}
         report.update(reconstruction=stats.reconstruction, kl=stats.kl, beta_now=stats.beta)
         if state is None:
             tune.report(report)
@@ -100,27 +118,34 @@ def tune_trainable(config: dict[str, Any], data: FeatureSet, trials: TrialsConfi
             state.save(directory)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    result = run_trial(
-        params,
-        data,
-        on_epoch=on_epoch,
-        device=resources.device,
-        resume=resume,
-        checkpoint_every=trials.checkpoint_every,
-        silhouette_sample=trials.silhouette_sample,
-    )
-    with tempfile.TemporaryDirectory() as directory:
-        timing = write_artifacts(
-            result,
+    try:
+        result = run_trial(
+            params,
             data,
-            Path(directory) / "artifacts",
-            figures=trials.figures,
-            figure_points=trials.figure_points,
-            seed=params.seed,
-            title=trial_title(params),
-            cache_dir=Path(cache_dir) / "projections" if cache_dir else None,
+            on_epoch=on_epoch,
+            device=resources.device,
+            resume=resume,
+            checkpoint_every=trials.checkpoint_every,
+            silhouette_sample=trials.silhouette_sample,
         )
-        tune.report({**result.metrics, **timing, "notes": result.notes}, checkpoint=tune.Checkpoint.from_directory(directory))
+        with tempfile.TemporaryDirectory() as directory:
+            timing = write_artifacts(
+                result,
+                data,
+                Path(directory) / "artifacts",
+                figures=trials.figures,
+                figure_points=trials.figure_points,
+                seed=params.seed,
+                title=trial_title(params),
+                cache_dir=Path(cache_dir) / "projections" if cache_dir else None,
+            )
+            tune.report({**result.metrics, **timing, **node, "notes": result.notes}, checkpoint=tune.Checkpoint.from_directory(directory))
+    except Exception as exc:  # noqa: BLE001 - any error of the trial's own code is its result
+        # Seeded trials fail the same way every time (a NaN loss, k > n): recorded as
+        # failed, not raised, so FailureConfig's retries are kept for what a retry can
+        # fix: a worker or node that died. Tune's own errors are not caught here.
+        traceback.print_exc()
+        tune.report({**node, "failed": 1, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": traceback.format_exc()[-20000:]})
 
 
 # ---------------------------------------------------------------------- run it
@@ -132,6 +157,11 @@ def trial_name(trial: Any) -> str:
     return f"{config.get('model', 'vae')}-{config.get('clusterer', 'kmeans')}-{trial.trial_id}"
 
 
+def trial_id_of(name: str) -> str:
+    """The Tune trial id in a :func:`trial_name`."""
+    return name.rsplit("-", 1)[-1]
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     leaderboard: pd.DataFrame
@@ -140,15 +170,17 @@ class SweepOutcome:
     tracking_uri: str
     experiment_id: str
     seconds: float
+    run_path: str = ""  # Tune's experiment folder (or URI): what --resume continues
+    pareto: pd.DataFrame | None = None
 
 
-def _init_ray() -> bool:
-    """Start (or join, with RAY_ADDRESS) a Ray cluster; True if we started it."""
+def _init_ray(address: str | None = None) -> bool:
+    """Start a local Ray, or join a cluster (``address``, else RAY_ADDRESS); True if we started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True, include_dashboard=False)
+    ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=True, include_dashboard=False)
     return True
 
 
@@ -169,9 +201,107 @@ def check_clusters(cfg: SweepConfig, data: FeatureSet) -> None:
         raise ValueError(f"the data has a single label ({data.label_names[0]}); set space.n_clusters in the sweep file")
 
 
-def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list) -> Any:
+# ------------------------------------------------------------- storage and resume
+
+SWEEP_FILE = "musicvae-sweep.yaml"  # the sweep file, kept beside Tune's state so --resume needs nothing else
+RUN_FILE = "musicvae-run.json"  # where the sweep's MLflow parent run lives
+RUN_SUFFIX = re.compile(r"-\d{8}-\d{6}$")
+
+
+def storage_root(path: str) -> str:
+    """Tune's storage as Tune takes it: a URI (s3://, gs://, ...) as is, a folder resolved."""
+    return path if "://" in path else str(expand_path(path).resolve())
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri)
+
+
+def _write_text(uri: str, text: str) -> None:
+    fs, path = _filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as stream:
+        stream.write(text.encode())
+
+
+def _read_text(uri: str) -> str:
+    fs, path = _filesystem(uri)
+    with fs.open_input_stream(path) as stream:
+        return stream.read().decode()
+
+
+def find_run(storage: str, name: str) -> str:
+    """The Tune experiment to resume: ``name`` is a run folder (``quickstart-20261125-140102``) or a sweep name (its latest run)."""
+    import pyarrow.fs
+
+    root = storage_root(storage)
+    fs, path = _filesystem(root)
+    try:
+        folders = [info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(path)) if info.type == pyarrow.fs.FileType.Directory]
+    except (FileNotFoundError, OSError):
+        folders = []
+    matches = sorted(f for f in folders if name in (f, RUN_SUFFIX.sub("", f)))
+    resumable = [f for f in matches if fs.get_file_info(f"{path}/{f}/{SWEEP_FILE}").type == pyarrow.fs.FileType.File]
+    if not resumable:
+        known = sorted({RUN_SUFFIX.sub("", f) for f in folders if fs.get_file_info(f"{path}/{f}/{SWEEP_FILE}").type == pyarrow.fs.FileType.File})
+        raise ValueError(f"no sweep run named '{name}' in {root} (sweeps there: {', '.join(known) or 'none'})")
+    return f"{root.rstrip('/')}/{resumable[-1]}"
+
+
+def load_run_sweep(run_path: str) -> str:
+    """The sweep file a run was started with (to resume it without the original file)."""
+    return _read_text(f"{run_path}/{SWEEP_FILE}")
+
+
+# --------------------------------------------------------------------- the tuner
+
+
+def _max_epochs(cfg: SweepConfig) -> int:
+    spec = cfg.space.get("epochs", TrialParams.model_fields["epochs"].default)
+    if isinstance(spec, list):
+        return max(int(v) for v in spec)
+    return int(getattr(spec, "high", spec))
+
+
+def build_scheduler(cfg: SweepConfig) -> Any:
+    """ASHA on the per-epoch loss, or None (Tune's FIFO: every trial runs to the end)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    sched = cfg.scheduler
+    if sched.kind == "none":
+        return None
+    return ASHAScheduler(
+        time_attr="epoch",
+        metric=sched.metric,
+        mode="min",
+        max_t=max(_max_epochs(cfg), sched.grace_period + 1),
+        grace_period=sched.grace_period,
+        reduction_factor=sched.reduction_factor,
+        brackets=sched.brackets,
+        stop_last_trials=False,  # a trial that reached its last epoch goes on to be clustered and scored
+    )
+
+
+def projection_cache(cfg: SweepConfig) -> str | None:
+    """Where trials cache UMAP/t-SNE coordinates: the local cache_dir; none when the cache is remote (a URI)."""
+    return None if "://" in cfg.data.cache_dir else str(expand_path(cfg.data.cache_dir).resolve())
+
+
+def build_trainable(cfg: SweepConfig, data: FeatureSet) -> Any:
     from ray import tune
 
+    resources = cfg.resources
+    return tune.with_resources(
+        # The data goes to the object store once; every trial reads it from there.
+        tune.with_parameters(tune_trainable, data=data, trials=cfg.trials, resources=resources, cache_dir=projection_cache(cfg)),
+        # A fractional GPU (e.g. 0.25) packs several small models on one GPU.
+        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
+    )
+
+
+def _tune_environment() -> None:
     # Trials report losses every epoch and the clustering metrics (the
     # objective) once at the end; Tune's strict check wants the objective in
     # every result. The metric name itself is validated by the sweep file's
@@ -181,18 +311,25 @@ def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list) -> Any:
     # whenever one is deleted (so a resume never points at a deleted one); with
     # short trials that is often, and Tune warns each time. The snapshot is cheap.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    resources = cfg.resources
-    trainable = tune.with_resources(
-        # The data goes to the object store once; every trial reads it from there.
-        tune.with_parameters(tune_trainable, data=data, trials=cfg.trials, resources=resources, cache_dir=str(expand_path(cfg.data.cache_dir).resolve())),
-        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
-    )
+    # What a resume knows is Tune's last snapshot of the experiment (and of the
+    # Optuna study). Tune's default ("auto") snapshots at most every 10 s; a
+    # trial started after the last snapshot is forgotten by a crash, so snapshot
+    # more often: for a few hundred trials it takes milliseconds.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+
+
+def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: str | None = None) -> Any:
+    from ray import tune
+
+    _tune_environment()
     return tune.Tuner(
-        trainable,
+        build_trainable(cfg, data),
         tune_config=tune.TuneConfig(
-            search_alg=optuna_search(cfg.space, cfg.search),
+            search_alg=optuna_search(cfg.space, cfg.search, cfg.fixed_points),
+            scheduler=build_scheduler(cfg),
             num_samples=cfg.num_samples,
             max_concurrent_trials=cfg.search.max_concurrent_trials,
+            time_budget_s=cfg.search.time_budget_s,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
             # A worker process serves trial after trial: torch, librosa and UMAP's
@@ -200,10 +337,11 @@ def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list) -> Any:
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(expand_path(cfg.storage_path).resolve()),
+            name=run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=storage_root(cfg.storage_path),
             callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=0),  # a failed trial is recorded, not retried
+            # Restarts of a trial whose worker died; the trial's own errors are results (tune_trainable).
+            failure_config=tune.FailureConfig(max_failures=cfg.trials.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the last training state, and the final artifacts
             verbose=1,
         ),
@@ -218,72 +356,121 @@ def _sweep_params(cfg: SweepConfig, data: FeatureSet) -> dict[str, Any]:
         "n_features": data.features.shape[1],
         "n_labels": data.n_labels or 0,
         "n_skipped": len(data.skipped),
-        "objective": cfg.search.metric,
-        "mode": cfg.search.resolved_mode,
+        "objective": ",".join(cfg.search.metrics),
+        "mode": ",".join(cfg.search.modes),
         "sampler": cfg.search.sampler,
+        "scheduler": cfg.scheduler.kind,
         "num_samples": cfg.num_samples,
         "max_concurrent_trials": cfg.search.max_concurrent_trials,
+        "cpus_per_trial": cfg.resources.cpus_per_trial,
+        "gpus_per_trial": cfg.resources.gpus_per_trial,
     }
 
 
 def _summary_metrics(table: pd.DataFrame, methods: pd.DataFrame) -> dict[str, float]:
-    ok = table[table["status"] == "OK"]
-    metrics = {"n_trials_ok": float(len(ok)), "n_trials_failed": float(len(table) - len(ok))}
+    metrics = {f"n_trials_{status.lower()}": float((table["status"] == status).sum()) for status in ("OK", "FAILED", "STOPPED")}
     if len(methods):
         best = methods.iloc[0]
         metrics.update({f"best_{m}": float(best[f"{m}_mean"]) for m in METRICS if f"{m}_mean" in best and pd.notna(best[f"{m}_mean"])})
     return metrics
 
 
-def run_sweep(cfg: SweepConfig, sweep_yaml: str = "") -> SweepOutcome:
-    """Run the whole sweep; the MLflow parent run ends FINISHED, or FAILED if the sweep itself fails."""
+@dataclass(frozen=True)
+class _Parent:
+    client: Any
+    experiment_id: str
+    run_id: str
+    uri: str
+
+
+def _open_parent(cfg: SweepConfig, data: FeatureSet, sweep_yaml: str, run_path: str | None, run_name: str) -> _Parent:
+    """The sweep's MLflow parent run: a new one, or (resuming) the one the run was started with, set running again."""
+    from musicvae import tracking
+
+    if run_path is not None:
+        saved = json.loads(_read_text(f"{run_path}/{RUN_FILE}"))
+        client, experiment_id = tracking.connect(saved["tracking_uri"], cfg.tracking.experiment)
+        client.update_run(saved["parent_run_id"], status="RUNNING")
+        return _Parent(client, experiment_id, saved["parent_run_id"], saved["tracking_uri"])
+    uri = cfg.tracking.resolved_uri()
+    client, experiment_id = tracking.connect(uri, cfg.tracking.experiment)
+    run_id = tracking.start_parent_run(client, experiment_id, cfg.name, _sweep_params(cfg, data), sweep_yaml, run_name)
+    client.log_text(run_id, data.summary, "extraction.txt")
+    return _Parent(client, experiment_id, run_id, uri)
+
+
+def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = None, address: str | None = None) -> SweepOutcome:
+    """Run the whole sweep, or (``resume``: a run path from :func:`find_run`) continue an interrupted one.
+
+    A resumed sweep keeps its Tune state (finished trials are not rerun,
+    unfinished ones continue from their last checkpoint), its Optuna study
+    and its MLflow parent run. The parent run ends FINISHED, or FAILED if the
+    sweep itself fails.
+    """
     import ray
+    from ray import tune
 
     from musicvae import tracking
     from musicvae.summary import sweep_figures
 
     start = time.perf_counter()
-    started_ray = _init_ray()
+    sweep_yaml = sweep_yaml or yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    started_ray = _init_ray(address)
     try:
         data = load_feature_set(cfg.data)
         print(data.summary, flush=True)
         check_clusters(cfg, data)
 
-        uri = cfg.tracking.resolved_uri()
-        client, experiment_id = tracking.connect(uri, cfg.tracking.experiment)
-        parent = tracking.start_parent_run(client, experiment_id, cfg.name, _sweep_params(cfg, data), sweep_yaml or cfg.model_dump_json(indent=2))
-        client.log_text(parent, data.summary, "extraction.txt")
+        run_name = resume.rstrip("/").rsplit("/", 1)[-1] if resume else f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        parent = _open_parent(cfg, data, sweep_yaml, resume, run_name)
+        client = parent.client
         status = "FAILED"
         try:
-            callback = tracking.MLflowTrialCallback(uri, experiment_id, parent, cfg.name)
-            results = build_tuner(cfg, data, [callback]).fit()
-            metric, mode = cfg.search.metric, cfg.search.resolved_mode
+            if resume:
+                _tune_environment()
+                tuner = tune.Tuner.restore(resume, build_trainable(cfg, data), resume_unfinished=True, resume_errored=True)
+                run_path = resume
+                known = {trial_id_of(Path(r.path).name) for r in tuner.get_results() if r.path}
+                forgotten = tracking.remove_forgotten_children(client, parent.experiment_id, parent.run_id, known)
+                if forgotten:
+                    print(f"{forgotten} trial(s) began after Tune's last snapshot before the crash; their partial runs were deleted", flush=True)
+            else:
+                callback = tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name)
+                tuner = build_tuner(cfg, data, [callback], run_name)
+                run_path = f"{storage_root(cfg.storage_path).rstrip('/')}/{run_name}"
+                _write_text(f"{run_path}/{SWEEP_FILE}", sweep_yaml)
+                _write_text(f"{run_path}/{RUN_FILE}", json.dumps({"tracking_uri": parent.uri, "parent_run_id": parent.run_id}))
+            print(f"Ray results: {run_path}\nIf interrupted, continue with: musicvae sweep --resume {run_name} --storage {storage_root(cfg.storage_path)}", flush=True)
+            results = tuner.fit()
+            metric, mode = cfg.search.primary, cfg.search.resolved_mode
             table = leaderboard(results, metric, mode)
             methods = method_table(table, metric, mode)
             report = format_leaderboard(table)
             if len(methods) and methods["n"].max() > 1:  # seeds were repeated: the per-method view is the one to read
                 report += "\n\nPer method, mean ± std over seeds:\n\n" + format_methods(methods)
+            front = None
+            texts = {"leaderboard.csv": table.to_csv(index=False), "methods.csv": methods.to_csv(index=False)}
+            if cfg.search.multi_objective:
+                front = pareto_front(methods, cfg.search.metrics, cfg.search.modes)
+                report += f"\n\nPareto front over {', '.join(cfg.search.metrics)} (method means):\n\n" + format_methods(front)
+                texts["pareto.csv"] = front.to_csv(index=False)
             report += "\n\n" + selection_summary(table, metric, mode)
-            tracking.log_summary(
-                client,
-                parent,
-                _summary_metrics(table, methods),
-                {"leaderboard.csv": table.to_csv(index=False), "methods.csv": methods.to_csv(index=False), "leaderboard.txt": report},
-            )
+            texts["leaderboard.txt"] = report
+            tracking.log_summary(client, parent.run_id, _summary_metrics(table, methods), texts)
             checkpoints = {Path(r.path).name: r.checkpoint for r in results if r.path and r.checkpoint}
             with tempfile.TemporaryDirectory() as figures:
                 sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points)
-                client.log_artifacts(parent, figures, "figures")
+                client.log_artifacts(parent.run_id, figures, "figures")
             status = "FINISHED"
         finally:
-            tracking.close_unfinished_children(client, experiment_id, parent)
-            client.set_terminated(parent, status=status)
+            tracking.close_unfinished_children(client, parent.experiment_id, parent.run_id)
+            client.set_terminated(parent.run_id, status=status)
     finally:
         if started_ray:
             ray.shutdown()
 
     seconds = time.perf_counter() - start
-    print(f"\nLeaderboard (objective: {cfg.search.metric}, {cfg.search.resolved_mode})\n\n{report}")
-    print(f"\nSweep finished in {seconds:.1f} s. MLflow parent run {parent} in experiment '{cfg.tracking.experiment}'.")
-    print(f"Open the MLflow UI: {_ui_command(uri)}")
-    return SweepOutcome(table, methods, parent, uri, experiment_id, seconds)
+    print(f"\nLeaderboard (objective: {', '.join(cfg.search.metrics)}; ranked by {cfg.search.primary}, {cfg.search.resolved_mode})\n\n{report}")
+    print(f"\nSweep finished in {seconds:.1f} s. MLflow parent run {parent.run_id} in experiment '{cfg.tracking.experiment}'.")
+    print(f"Open the MLflow UI: {_ui_command(parent.uri)}")
+    return SweepOutcome(table, methods, parent.run_id, parent.uri, parent.experiment_id, seconds, run_path, front)

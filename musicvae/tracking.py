@@ -27,7 +27,7 @@ ROLE_TAG = "musicvae.role"
 
 # Keys of a Tune result that are ours to log (Ray adds its own bookkeeping).
 RAY_FIELDS = frozenset(
-    {"training_iteration", "time_this_iter_s", "timestamp", "time_since_restore", "iterations_since_restore", "pid", "date", "node_ip", "hostname", "done", "trial_id", "experiment_tag"}
+    {"failed", "training_iteration", "time_this_iter_s", "timestamp", "time_since_restore", "iterations_since_restore", "pid", "date", "node_ip", "hostname", "done", "trial_id", "experiment_tag"}
 )
 
 
@@ -43,8 +43,10 @@ def connect(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
     return client, experiment_id
 
 
-def start_parent_run(client: MlflowClient, experiment_id: str, sweep_name: str, params: dict[str, Any], sweep_yaml: str) -> str:
-    run = client.create_run(experiment_id, run_name=sweep_name, tags={SWEEP_TAG: sweep_name, ROLE_TAG: "sweep"})
+def start_parent_run(client: MlflowClient, experiment_id: str, sweep_name: str, params: dict[str, Any], sweep_yaml: str, ray_run: str = "") -> str:
+    """The sweep's run; ``ray_run`` (Tune's experiment folder name) is what ``musicvae sweep --resume`` takes."""
+    tags = {SWEEP_TAG: sweep_name, ROLE_TAG: "sweep", **({"musicvae.ray_run": ray_run} if ray_run else {})}
+    run = client.create_run(experiment_id, run_name=sweep_name, tags=tags)
     client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     client.log_text(run.info.run_id, sweep_yaml, "sweep.yaml")
     return run.info.run_id
@@ -68,13 +70,29 @@ class MLflowTrialCallback(tune.Callback):
         self.parent_run_id = parent_run_id
         self.sweep_name = sweep_name
         self.run_ids: dict[str, str] = {}
+        self.nodes: dict[str, str] = {}  # trial id -> the Ray node it last reported from
+        self.restarts: dict[str, int] = {}
 
     @property
     def client(self) -> MlflowClient:
         return MlflowClient(self.tracking_uri)
 
+    def _existing_run(self, trial_id: str) -> str | None:
+        """The child run a trial already has: after a resume this callback is new, the runs are not."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}' and tags.`ray.trial_id` = '{trial_id}'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.run_ids:  # a restarted trial keeps its run
+            return
+        existing = self._existing_run(trial.trial_id)
+        if existing:
+            self.run_ids[trial.trial_id] = existing
+            self.client.update_run(existing, status="RUNNING")
             return
         config = dict(trial.config)
         tags = {
@@ -91,21 +109,46 @@ class MLflowTrialCallback(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.run_ids.get(trial.trial_id)
+        if not run_id:
+            return
+        tags = []
+        node = result.get("node_id")
+        if node and self.nodes.get(trial.trial_id) != node:  # where it runs now (a restart may move it)
+            self.nodes[trial.trial_id] = node
+            tags.append(RunTag("ray.node_id", node))
+        self.client.log_batch(run_id, metrics=_metrics(result, int(result.get("training_iteration", 0))), tags=tags)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Tune restarts a trial whose worker died: count it on the run (the run stays the same)."""
+        run_id = self.run_ids.get(trial.trial_id)
         if run_id:
-            self.client.log_batch(run_id, metrics=_metrics(result, int(result.get("training_iteration", 0))))
+            self.restarts[trial.trial_id] = self.restarts.get(trial.trial_id, 0) + 1
+            self.client.set_tag(run_id, "musicvae.restarts", str(self.restarts[trial.trial_id]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """The trial's artifacts (figures, embedding, latent analysis, weights) travel in its last checkpoint.
+        """FINISHED with its artifacts; FAILED when the trial reported an error; KILLED when the scheduler stopped it.
 
-        Trials write them into the checkpoint rather than to MLflow, so only
-        the driver ever writes to the tracking store and remote workers need
-        no access to it; Tune has already persisted the checkpoint to the
+        Trials put their artifacts (figures, embedding, latent analysis, the
+        MLflow model) into their last checkpoint rather than logging them, so
+        only the driver ever writes to the tracking store and remote workers
+        need no access to it; Tune has already persisted the checkpoint to the
         sweep's storage (local or a pyarrow URI) when this is called.
         """
         run_id = self.run_ids.get(trial.trial_id)
         if not run_id:
             return
-        notes = (trial.last_result or {}).get("notes") or {}
+        result = trial.last_result or {}
+        if result.get("failed"):
+            self.client.log_batch(run_id, tags=[RunTag("musicvae.error", str(result.get("error", ""))[:5000])])
+            self.client.log_text(run_id, str(result.get("traceback", "")), "error.txt")
+            self.client.set_terminated(run_id, status="FAILED")
+            return
+        if "trial_seconds" not in result:  # stopped by the scheduler before it was clustered
+            reason = f"stopped early by the scheduler after epoch {result.get('epoch', '?')}"
+            self.client.log_batch(run_id, tags=[RunTag("musicvae.stopped", reason)])
+            self.client.set_terminated(run_id, status="KILLED")
+            return
+        notes = result.get("notes") or {}
         if notes:
             self.client.log_batch(run_id, tags=[RunTag(f"musicvae.note.{k}", str(v)[:5000]) for k, v in notes.items()])
         if trial.checkpoint is not None:
@@ -116,6 +159,7 @@ class MLflowTrialCallback(tune.Callback):
         self.client.set_terminated(run_id, status="FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Tune gave up on the trial: its worker died more often than ``trials.max_retries``."""
         run_id = self.run_ids.get(trial.trial_id)
         if not run_id:
             return
@@ -145,6 +189,23 @@ def close_unfinished_children(client: MlflowClient, experiment_id: str, parent_r
         client.set_tag(run.info.run_id, "musicvae.error", "sweep ended before this trial finished")
         client.set_terminated(run.info.run_id, status="FAILED")
     return len(runs)
+
+
+def remove_forgotten_children(client: MlflowClient, experiment_id: str, parent_run_id: str, known_trial_ids: set[str]) -> int:
+    """On resume: delete the child runs of trials that the restored Tune state does not know.
+
+    A crash loses the trials started after Tune's last experiment snapshot;
+    Tune and Optuna draw new ones in their place, so the old partial runs
+    would be duplicates. They are soft-deleted (``mlflow gc`` purges them;
+    ``MlflowClient.restore_run`` brings one back). Returns how many.
+    """
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'", max_results=10000)
+    forgotten = [run for run in runs if run.data.tags.get("ray.trial_id") not in known_trial_ids]
+    for run in forgotten:
+        client.set_tag(run.info.run_id, "musicvae.error", "lost in a crash before Tune's snapshot; replaced by a new trial on resume")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        client.delete_run(run.info.run_id)
+    return len(forgotten)
 
 
 def log_summary(client: MlflowClient, run_id: str, metrics: dict[str, float], artifacts: dict[str, str]) -> None:

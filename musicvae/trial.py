@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +152,20 @@ def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: 
     return coords
 
 
+def save_model(model: nn.Module, path: Path) -> None:
+    """The trained model in MLflow's format: ``mlflow.pytorch.load_model("runs:/<run id>/model")`` gives it back.
+
+    Pickle format, because torch.export (MLflow's default 'pt2') cannot trace
+    our forward pass (a dict batch in, a sampled latent out); loading needs
+    musicvae installed, which the pinned requirements say.
+    """
+    import mlflow.pytorch
+
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle-format caution, once per model
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"musicvae=={version('musicvae')}"]
+    mlflow.pytorch.save_model(model.cpu(), str(path), serialization_format="pickle", pip_requirements=requirements)
+
+
 def write_artifacts(
     result: TrialResult,
     data: FeatureSet,
@@ -161,7 +177,7 @@ def write_artifacts(
     title: str = "",
     cache_dir: Path | None = None,
 ) -> dict[str, float]:
-    """What a trial leaves for MLflow: embedding (Parquet), latent analysis (JSON), figures (PNG), weights.
+    """What a trial leaves for MLflow: embedding (Parquet), latent analysis (JSON), figures (PNG), the model.
 
     The 2-D projections are saved too (``projection.parquet``), so sweep-level
     figures such as the β grid reuse them instead of running UMAP again.
@@ -180,7 +196,7 @@ def write_artifacts(
     table.to_parquet(directory / "embedding.parquet", index=False)
     (directory / "latents.json").write_text(json.dumps(result.latents.to_dict()))
     if result.model is not None:
-        torch.save(result.model.state_dict(), directory / "model.pt")
+        save_model(result.model, directory / "model")
 
     methods = [m for m in fig.PROJECTIONS if m in figures]
     if methods:

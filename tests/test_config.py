@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
 def test_shipped_sweep_files_are_valid(name: str) -> None:
     cfg = load_sweep(REPO / "sweeps" / name)
-    assert cfg.search.metric == "silhouette"  # the default objective is label-free
+    assert cfg.search.primary == "silhouette"  # the default objective is label-free
     assert not cfg.search.uses_labels
 
 
@@ -48,7 +48,22 @@ def _error(raw: dict) -> str:
         ({"name": "x", "space": {}}, "space", "empty"),
         ({"name": "x", "resources": {"gpus_per_trial": 1.5}}, "resources.gpus_per_trial", "fraction"),
         ({"name": "x", "search": {"num_samples": 0}}, "search.num_samples", "greater than or equal to 1"),
-        ({"name": "x", "search": {"metric": "silhouette", "mode": "min"}}, "search", "contradicts"),
+        ({"name": "x", "search": {"metric": "silhouette", "mode": "min"}}, "search.mode", "contradicts"),
+        ({"name": "x", "search": {"metric": ["silhouette", "davies_bouldin"], "mode": ["max", "max"]}}, "search.mode", "'davies_bouldin'"),
+        ({"name": "x", "search": {"metric": ["silhouette", "ari"], "mode": "max"}}, "search.mode", "one per objective"),
+        ({"name": "x", "search": {"metric": ["silhouette", "silhouette"]}}, "search.metric", "at most once"),
+        ({"name": "x", "search": {"metric": []}}, "search.metric", "at least one"),
+        ({"name": "x", "search": {"sampler": "cmaes"}}, "search.sampler", "'cmaes'"),
+        ({"name": "x", "search": {"time_budget_s": 0}}, "search.time_budget_s", "greater than 0"),
+        ({"name": "x", "search": {"points_to_evaluate": [{"beta": 2.0}]}}, "search.points_to_evaluate.0.beta", "not a parameter of the space"),
+        ({"name": "x", "space": {"model": ["pca", "vae"]}, "search": {"points_to_evaluate": [{"model": "ae"}]}}, "search.points_to_evaluate.0.model", "not one of"),
+        ({"name": "x", "space": {"beta": {"low": 0.5, "high": 4}}, "search": {"points_to_evaluate": [{"beta": 8}]}}, "search.points_to_evaluate.0.beta", "outside"),
+        ({"name": "x", "space": {"model": ["pca", "vae"], "beta": [1, 4]}, "search": {"points_to_evaluate": [{"model": "pca", "beta": 4}]}}, "search.points_to_evaluate.0.beta", "no effect"),
+        ({"name": "x", "search": {"sampler": "grid"}, "scheduler": {"kind": "asha"}}, "scheduler.kind", "holes"),
+        ({"name": "x", "scheduler": {"kind": "hyperband"}}, "scheduler.kind", "'hyperband'"),
+        ({"name": "x", "scheduler": {"kind": "asha", "reduction_factor": 1}}, "scheduler.reduction_factor", "greater than 1"),
+        ({"name": "x", "trials": {"max_retries": -1}}, "trials.max_retries", "greater than or equal to 0"),
+        ({"name": "x", "resources": {"gpus_per_trial": "half"}}, "resources.gpus_per_trial", "valid number"),
         ({"name": "x", "search": {"metric": "val_loss"}}, "search.metric", "pca"),
         ({"name": "x", "space": {"model": ["vae", "multimodal_vae"]}}, "space.model", "data.text"),
         ({"name": "x", "data": {"source": {"kind": "table", "path": "t.csv"}}, "space": {"model": "conv_vae"}}, "space.model", "spectrograms"),

@@ -107,7 +107,7 @@ def test_grid_sampler_runs_every_configuration_once() -> None:
     cfg = parse_sweep(
         {"name": "t", "search": {"sampler": "grid"}, "space": {"model": ["pca", "vae"], "beta": [0.5, 4.0], "clusterer": ["kmeans", "dbscan"], "seed": [0, 1]}}
     )
-    searcher = optuna_search(cfg.space, cfg.search)
+    searcher = optuna_search(cfg.space, cfg.search, cfg.fixed_points)
     searcher.set_search_properties(None, None, {})  # what Tune does before the first suggest
     configs = []
     for i in range(cfg.num_samples):

@@ -19,7 +19,7 @@ from ray import tune
 from musicvae.config import ResourcesConfig, TrialsConfig, parse_sweep
 from musicvae.dataset import FeatureSet
 from musicvae.sweep import run_sweep, tune_trainable
-from musicvae.tracking import close_unfinished_children, connect
+from musicvae.tracking import close_unfinished_children, connect, remove_forgotten_children
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
     for run in by_k["6"]:  # each finished trial's artifacts reached its run
         files = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
         assert {"embedding.parquet", "latents.json", "projection.parquet", "figures/projection.png", "figures/latents.png"} <= files
-        assert ("model.pt" in files) == (run.data.params["model"] == "vae")
+        assert ("model" in files) == (run.data.params["model"] == "vae")
         embedding = pd.read_parquet(client.download_artifacts(run.info.run_id, "embedding.parquet", str(tmp_path)))
         assert len(embedding) == 36 and {"track_id", "cluster", "genre", "z00"} <= set(embedding.columns)
         assert {"latent_active_units", "latent_total_correlation", "trial_seconds"} <= set(run.data.metrics)
@@ -101,6 +101,17 @@ def test_interrupted_sweep_leaves_no_run_running(tmp_path: Path) -> None:
     assert close_unfinished_children(client, experiment_id, parent) == 1
     assert client.get_run(child).info.status == "FAILED"
     assert client.get_run(other).info.status == "RUNNING"  # not ours: untouched
+
+
+def test_resume_deletes_the_runs_of_trials_tune_forgot(tmp_path: Path) -> None:
+    client, experiment_id = connect(f"sqlite:///{tmp_path / 'm.db'}", "x")
+    parent = client.create_run(experiment_id).info.run_id
+    kept, lost = ({"mlflow.parentRunId": parent, "ray.trial_id": trial} for trial in ("aaaa", "bbbb"))
+    kept_id = client.create_run(experiment_id, tags=kept).info.run_id
+    lost_id = client.create_run(experiment_id, tags=lost).info.run_id
+    assert remove_forgotten_children(client, experiment_id, parent, {"aaaa"}) == 1
+    assert client.get_run(lost_id).info.lifecycle_stage == "deleted" and client.get_run(kept_id).info.lifecycle_stage == "active"
+    assert [r.info.run_id for r in client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")] == [kept_id]
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ import pytest
 
 from musicvae.config import parse_sweep
 from musicvae.dataset import FeatureSet
-from musicvae.leaderboard import format_leaderboard, format_methods, leaderboard, method_table, selection_summary
-from musicvae.sweep import check_clusters, describe_plan
+from musicvae.leaderboard import format_leaderboard, format_methods, leaderboard, method_table, pareto_front, selection_summary
+from musicvae.sweep import check_clusters, describe_plan, find_run, storage_root
 
 
 def data(labels: np.ndarray | None, names: list[str]) -> FeatureSet:
@@ -115,3 +115,47 @@ def test_degenerate_clusterings_cannot_be_selected_and_undefined_seeds_are_not_a
     summary = selection_summary(table, "silhouette", "max")
     assert "Selected by silhouette (mean over 2 seed(s)): vae + kmeans" in summary
     assert "Not selectable, 90%+ of the tracks in one cluster: vae + dbscan" in summary
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated_methods() -> None:
+    methods = pd.DataFrame(
+        {
+            "method": ["a", "b", "c", "d", "e"],
+            "silhouette_mean": [0.5, 0.4, 0.3, 0.45, math.nan],
+            "val_loss_mean": [30.0, 20.0, 25.0, 30.0, 1.0],  # c is beaten by b on both; d by a (tie on loss, worse silhouette)
+        }
+    )
+    front = pareto_front(methods, ["silhouette", "val_loss"], ["max", "min"])
+    assert front["method"].tolist() == ["a", "b"]  # e: undefined silhouette, not on the front
+    assert pareto_front(methods, ["silhouette"], ["max"])["method"].tolist() == ["a"]
+
+
+def test_storage_uris_pass_through_and_folders_resolve(tmp_path, monkeypatch) -> None:
+    assert storage_root("s3://bucket/sweeps") == "s3://bucket/sweeps"
+    monkeypatch.chdir(tmp_path)
+    assert storage_root("results") == str(tmp_path / "results")
+
+
+def test_find_run_picks_the_latest_run_of_a_sweep_or_a_named_run(tmp_path) -> None:
+    for name in ("demo-20261101-100000", "demo-20261102-090000", "demo-extra-20261103-090000", "other-20261101-100000"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "musicvae-sweep.yaml").write_text("name: x\n")
+    (tmp_path / "demo-20261104-090000").mkdir()  # no sweep file: not a musicvae run
+    assert find_run(str(tmp_path), "demo").endswith("/demo-20261102-090000")
+    assert find_run(str(tmp_path), "demo-20261101-100000").endswith("/demo-20261101-100000")
+    assert find_run(str(tmp_path), "demo-extra").endswith("/demo-extra-20261103-090000")
+    with pytest.raises(ValueError, match="sweeps there: demo, demo-extra, other"):
+        find_run(str(tmp_path), "nope")
+
+
+def test_fixed_points_run_first_and_the_grid_does_not_repeat_them() -> None:
+    cfg = parse_sweep(
+        {
+            "name": "t",
+            "space": {"model": ["pca", "vae"], "latent_dim": [4, 8]},
+            "search": {"sampler": "grid", "points_to_evaluate": [{"model": "vae", "latent_dim": 8}]},
+        }
+    )
+    assert cfg.fixed_points[0] == {"model": "vae", "latent_dim": 8}
+    assert len(cfg.fixed_points) == cfg.num_samples == 4
+    assert "1 fixed point(s) first" in describe_plan(cfg)

@@ -1,16 +1,19 @@
-"""What a trial leaves behind for MLflow: embedding, latent analysis, weights, figures; projections computed once."""
+"""What a trial leaves behind for MLflow: embedding, latent analysis, the model, figures; projections computed once."""
 
 from __future__ import annotations
 
 import json
 
+import mlflow.pytorch
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from musicvae import figures
 from musicvae.config import TrialParams
 from musicvae.trial import cached_projection, run_trial, write_artifacts
+from musicvae.training import encode
 from test_models import blobs, feature_set
 
 
@@ -27,7 +30,11 @@ def test_artifacts_of_a_vae_trial(tmp_path) -> None:
     assert len(projection) == 100 and {"umap_x", "umap_y", "tsne_x", "tsne_y"} <= set(projection.columns)  # a seeded sample
     latents = json.loads((tmp_path / "latents.json").read_text())
     assert len(latents["kl_per_dim"]) == 4 and latents["latent_active_units"] == result.metrics["latent_active_units"]
-    assert (tmp_path / "model.pt").stat().st_size > 0
+    # The model in MLflow's format: it loads back and encodes the data to the same means.
+    model = mlflow.pytorch.load_model(str(tmp_path / "model"))
+    assert "musicvae==" in (tmp_path / "model" / "requirements.txt").read_text()
+    reloaded, _ = encode(model, {"features": data.features}, torch.device("cpu"))
+    np.testing.assert_allclose(reloaded, result.embedding, rtol=1e-5, atol=1e-6)
     for name in ("projection.png", "latents.png"):
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

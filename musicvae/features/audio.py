@@ -6,11 +6,13 @@ serial loop (the benchmark's baseline) as well as from Ray Data batches.
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 
 from musicvae.config import AudioFeatureConfig
+from musicvae.features.store import is_uri, open_input
 
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac")
 
@@ -28,12 +30,18 @@ def decode(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
     "no backend"; and we need the header's length to catch truncated files
     (an MP3 cut after 20 kB decodes half a second of a "30 s" track).
     Every failure becomes an AudioError with a reason.
+
+    ``path`` may be a filesystem URI (``s3://...``): then the worker reads the
+    file's bytes through pyarrow and decodes them from memory, so any node
+    decodes any file of the shared collection; a plain path (local disk, NFS)
+    is opened directly.
     """
     import librosa  # heavy imports, kept out of module import time
     import soundfile as sf
 
+    source = _read_uri(path) if is_uri(path) else path
     try:
-        with sf.SoundFile(path) as audio:
+        with sf.SoundFile(source) as audio:
             native_rate, total_frames = audio.samplerate, audio.frames
             start = int(cfg.offset * native_rate)
             if start >= total_frames:
@@ -44,9 +52,10 @@ def decode(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
     except AudioError:
         raise
     except Exception as exc:  # LibsndfileError, RuntimeError, OSError: all mean "unreadable"
-        if not os.path.exists(path):
+        if source is path and not os.path.exists(path):
             raise AudioError("file not found") from None
-        raise AudioError(f"cannot decode: {type(exc).__name__}: {str(exc).strip()[:200]}") from None
+        message = str(exc).replace(repr(source), repr(path))  # name the file, not the in-memory buffer
+        raise AudioError(f"cannot decode: {type(exc).__name__}: {message.strip()[:200]}") from None
     if samples.shape[0] == 0:
         raise AudioError("no audio samples (empty file)")
     if samples.shape[0] < 0.9 * wanted:
@@ -63,6 +72,17 @@ def decode(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
     if float(np.max(np.abs(samples))) < 1e-6:
         raise AudioError("silent: all samples are zero")
     return samples.astype(np.float32)
+
+
+def _read_uri(location: str) -> io.BytesIO:
+    """The whole file at a URI, in memory, for soundfile; AudioError if it cannot be read."""
+    try:
+        with open_input(location) as file:
+            return io.BytesIO(file.read())
+    except FileNotFoundError:
+        raise AudioError("file not found") from None
+    except OSError as exc:
+        raise AudioError(f"cannot read: {str(exc).strip()[:200]}") from None
 
 
 def fix_frames(matrix: np.ndarray, frames: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from musicvae.features.audio import AudioError, extract_file, feature_shapes, mf
 from musicvae.features.store import (
     ExtractedFeatures,
     SkippedFile,
+    absolute,
     previous_stores,
     read_store,
     source_listing,
@@ -105,7 +106,7 @@ def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, rows_per_block: 
     return ExtractedFeatures([str(merged["track_id"][i]) for i in ok], arrays, skipped)
 
 
-def _reusable(listing: list[dict], directory: Path) -> tuple[dict[str, tuple[int | None, str]], ExtractedFeatures | None]:
+def _reusable(listing: list[dict], directory: str) -> tuple[dict[str, tuple[int | None, str]], ExtractedFeatures | None]:
     """Rows of the newest store of the same config whose file is unchanged (same path, size, mtime).
 
     Returns path -> (row in that store, or None with the skip reason) and the store's features.
@@ -135,14 +136,17 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: Path) -> tuple[ExtractedFeatures, ExtractionReport]:
-    """Features for every track: from the store when the inputs are unchanged, decoding only what changed."""
+def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: str | Path) -> tuple[ExtractedFeatures, ExtractionReport]:
+    """Features for every track: from the store when the inputs are unchanged, decoding only what changed.
+
+    ``cache_dir`` may be a plain path or a filesystem URI (``s3://bucket/cache``), as may the tracks' paths.
+    """
     listing = source_listing(tracks)
-    directory = store_dir(cache_dir, cfg, listing)
+    directory = store_dir(absolute(cache_dir), cfg, listing)
     cached = read_store(directory)
     if cached is not None:
         features, _ = cached
-        return features, ExtractionReport(len(tracks), len(features.track_ids), 0, features.skipped, 0.0, True, str(directory))
+        return features, ExtractionReport(len(tracks), len(features.track_ids), 0, features.skipped, 0.0, True, directory)
 
     start = time.perf_counter()
     reusable, old = _reusable(listing, directory)
@@ -183,5 +187,5 @@ def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: P
         "versions": _versions(),
     }
     write_store(directory, features, {"mfcc": mfcc_feature_names(cfg)}, manifest)
-    report = ExtractionReport(len(tracks), len(rows), len(todo), skipped, seconds, False, str(directory))
+    report = ExtractionReport(len(tracks), len(rows), len(todo), skipped, seconds, False, directory)
     return features, report

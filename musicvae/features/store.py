@@ -12,10 +12,18 @@ files (path, size, mtime). Unchanged inputs are never decoded twice, and when
 some files change, the newest store of the same config lends every row whose
 file is unchanged, so only the changed files are decoded again.
 
-A store is written into a temporary folder and renamed into place only when
-complete, so a half-written store is never read as complete. Everything is
-plain Parquet: ``pd.read_parquet`` gives each spectrogram as a flat array,
-``pyarrow`` gives the (n, 20, 128) tensor with ``to_numpy_ndarray()``.
+A store is complete exactly when its manifest exists: the manifest is written
+last, and every file is written whole before it appears (see :func:`write_store`),
+so a half-written store is never read as complete. Everything is plain Parquet:
+``pd.read_parquet`` gives each spectrogram as a flat array, ``pyarrow`` gives
+the (n, 20, 128) tensor with ``to_numpy_ndarray()``.
+
+Locations: ``cache_dir`` and every source path may be a plain path (a local
+disk or an NFS mount) or a pyarrow filesystem URI (``s3://bucket/music``,
+``gs://...``, ``hdfs://...``, ``file:///abs/path``), so that extraction on a
+cluster reads the collection from shared storage and writes the store where
+every node finds it. :func:`resolve` is the one place where a location becomes
+a pyarrow filesystem; the rest of the code passes location strings around.
 """
 
 from __future__ import annotations
@@ -23,19 +31,79 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
+import posixpath
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from musicvae.config import AudioFeatureConfig
+from musicvae.config import AudioFeatureConfig, expand_path
 
 STORE_VERSION = 2
+
+
+# ------------------------------------------------------------------ locations
+
+
+def is_uri(location: str | Path) -> bool:
+    """A filesystem URI (``s3://``, ``file://``, ...) rather than a plain path: the same test as sweep.py's storage paths."""
+    return "://" in str(location)
+
+
+def absolute(location: str | Path) -> str:
+    """A location that means the same on every Ray worker: a URI as given, a plain path expanded and absolute."""
+    return str(location) if is_uri(location) else str(expand_path(str(location)).resolve())
+
+
+def resolve(location: str | Path) -> tuple[pafs.FileSystem, str]:
+    """The filesystem that holds ``location`` and the path inside it: the one place locations become filesystems.
+
+    Plain paths (an NFS mount is one) stay on the local filesystem, with ~ and
+    $VARS expanded as everywhere in a sweep file. URIs go through
+    ``FileSystem.from_uri``, so everything pyarrow documents works, query
+    options included (``s3://bucket/music?region=eu-west-1``,
+    ``?endpoint_override=host:9000&scheme=http`` for MinIO). Credentials come
+    from the usual places (AWS_* variables, an instance role): a
+    ``user:secret@`` in the URI would be copied into every manifest.
+    """
+    if is_uri(location):
+        return pafs.FileSystem.from_uri(str(location))
+    return pafs.LocalFileSystem(), absolute(location)
+
+
+def open_input(location: str | Path) -> pa.NativeFile:
+    """A seekable binary file for reading a plain path or a URI (FileNotFoundError if it is not there)."""
+    fs, path = resolve(location)
+    return fs.open_input_file(path)
+
+
+def join(location: str | Path, *parts: str) -> str:
+    """A location below ``location`` (parts may hold "/"); in a URI they are percent-encoded and the query is kept."""
+    if not is_uri(location):
+        return str(expand_path(str(location)).joinpath(*parts))
+    url = urlsplit(str(location))
+    path = posixpath.normpath("/".join([url.path.rstrip("/"), *(quote(part) for part in parts)]))
+    return urlunsplit(url._replace(path=path))
+
+
+def parent(location: str | Path) -> str:
+    """The folder that holds ``location``."""
+    if not is_uri(location):
+        return str(expand_path(str(location)).parent)
+    url = urlsplit(str(location))
+    return urlunsplit(url._replace(path=posixpath.dirname(url.path.rstrip("/"))))
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.File
 
 
 @dataclass(frozen=True)
@@ -54,17 +122,35 @@ class ExtractedFeatures:
     skipped: list[SkippedFile] = field(default_factory=list)
 
 
-def fingerprint(path: str) -> list[int] | None:
-    """(size, mtime in ns) of a file, or None if it cannot be stat'ed."""
+def fingerprint(location: str) -> list[int] | None:
+    """(size, mtime in ns) of a file, or None if it cannot be stat'ed.
+
+    On an object store the mtime is the object's Last-Modified, which every
+    upload renews (to the second), so a replaced file is noticed as on a disk.
+    """
+    if not is_uri(location):  # the common case, without building a filesystem per file
+        try:
+            stat = os.stat(location)
+        except OSError:
+            return None
+        return [stat.st_size, stat.st_mtime_ns]
     try:
-        stat = os.stat(path)
+        fs, path = resolve(location)
+        info = fs.get_file_info(path)
     except OSError:
         return None
-    return [stat.st_size, stat.st_mtime_ns]
+    return [info.size, info.mtime_ns] if info.type == pafs.FileType.File else None
 
 
 def source_listing(tracks: pd.DataFrame) -> list[dict]:
-    return [{"track_id": tid, "path": path, "fingerprint": fingerprint(path)} for tid, path in zip(tracks["track_id"], tracks["path"])]
+    """Every track's path and fingerprint: what the listing key hashes.
+
+    Sixteen stats at a time: on an object store each is a request, and one
+    after the other 10,000 files would cost minutes on every run, cache hit or not.
+    """
+    with ThreadPoolExecutor(16) as pool:
+        prints = list(pool.map(fingerprint, tracks["path"]))
+    return [{"track_id": tid, "path": path, "fingerprint": fp} for tid, path, fp in zip(tracks["track_id"], tracks["path"], prints)]
 
 
 def content_hash(payload: object) -> str:
@@ -72,59 +158,85 @@ def content_hash(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def store_dir(cache_dir: Path, cfg: AudioFeatureConfig, listing: list[dict]) -> Path:
-    return cache_dir / "features" / content_hash({"version": STORE_VERSION, "config": cfg.model_dump()}) / content_hash(listing)
+def store_dir(cache_dir: str | Path, cfg: AudioFeatureConfig, listing: list[dict]) -> str:
+    return join(cache_dir, "features", content_hash({"version": STORE_VERSION, "config": cfg.model_dump()}), content_hash(listing))
 
 
-def _write_kind(path: Path, track_ids: list[str], values: np.ndarray, names: list[str] | None) -> None:
+def _kind_table(track_ids: list[str], values: np.ndarray, names: list[str] | None) -> pa.Table:
     if values.ndim == 2 and names:
         frame = pd.DataFrame(values, columns=names)
         frame.insert(0, "track_id", track_ids)
-        frame.to_parquet(path, index=False)
-    else:
-        tensor = pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
-        pq.write_table(pa.table({"track_id": track_ids, "value": tensor}), path)
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    tensor = pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
+    return pa.table({"track_id": track_ids, "value": tensor})
 
 
-def _read_kind(path: Path) -> tuple[list[str], np.ndarray]:
-    table = pq.read_table(path)
+def _read_kind(fs: pafs.FileSystem, path: str) -> tuple[list[str], np.ndarray]:
+    table = pq.read_table(path, filesystem=fs)
     track_ids = table.column("track_id").to_pylist()
     if "value" in table.column_names and isinstance(table.schema.field("value").type, pa.FixedShapeTensorType):
         return track_ids, table.column("value").combine_chunks().to_numpy_ndarray()
     return track_ids, table.drop_columns(["track_id"]).to_pandas().to_numpy(dtype=np.float32)
 
 
-def read_store(directory: Path) -> tuple[ExtractedFeatures, dict] | None:
+def read_store(directory: str | Path) -> tuple[ExtractedFeatures, dict] | None:
     """The complete store at ``directory`` and its manifest, or None."""
-    manifest_path = directory / "manifest.json"
-    if not manifest_path.exists():
+    fs, root = resolve(directory)
+    if not _exists(fs, f"{root}/manifest.json"):
         return None
-    manifest = json.loads(manifest_path.read_text())
+    with fs.open_input_stream(f"{root}/manifest.json") as file:
+        manifest = json.loads(file.read())
     arrays, track_ids = {}, []
     for kind in manifest["kinds"]:
-        track_ids, arrays[kind] = _read_kind(directory / f"{kind}.parquet")
+        track_ids, arrays[kind] = _read_kind(fs, f"{root}/{kind}.parquet")
     skipped = [SkippedFile(**s) for s in manifest["skipped"]]
     return ExtractedFeatures(track_ids, arrays, skipped), manifest
 
 
-def previous_stores(directory: Path) -> list[Path]:
+def previous_stores(directory: str | Path) -> list[str]:
     """Complete stores of the same config, newest first (candidates to reuse rows from)."""
-    siblings = [p for p in directory.parent.glob("*") if p != directory and (p / "manifest.json").exists()]
-    return sorted(siblings, key=lambda p: (p / "manifest.json").stat().st_mtime_ns, reverse=True)
+    fs, root = resolve(directory)
+    folders = fs.get_file_info(pafs.FileSelector(posixpath.dirname(root), allow_not_found=True))
+    names = [f.base_name for f in folders if f.type == pafs.FileType.Directory and f.path != root]
+    manifests = fs.get_file_info([f"{posixpath.dirname(root)}/{name}/manifest.json" for name in names])
+    complete = sorted((m.mtime_ns or 0, name) for name, m in zip(names, manifests) if m.type == pafs.FileType.File)
+    return [join(parent(directory), name) for _, name in reversed(complete)]
 
 
-def write_store(directory: Path, features: ExtractedFeatures, names: dict[str, list[str]], manifest: dict) -> None:
-    """Write to a sibling temp folder, then rename: readers see all of it or none."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".tmp-{directory.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    for kind, values in features.arrays.items():
-        _write_kind(tmp / f"{kind}.parquet", features.track_ids, values, names.get(kind))
-    manifest = {**manifest, "kinds": list(features.arrays), "skipped": [s.__dict__ for s in features.skipped]}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    if (directory / "manifest.json").exists():  # a concurrent writer won the race; its store is equivalent
-        shutil.rmtree(tmp)
+# Object stores show an object only once its upload completes, and have no
+# cheap rename (a move is a copy); everything else is renamed into place.
+OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
+
+
+def _write_whole(fs: pafs.FileSystem, path: str, write: Callable[[str], None]) -> None:
+    """Write one file so that no reader ever sees part of it."""
+    if fs.type_name in OBJECT_STORES:
+        write(path)
         return
-    if directory.exists():  # an incomplete store (no manifest) is never trusted: replace it
-        shutil.rmtree(directory)
-    tmp.rename(directory)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    write(tmp)
+    fs.move(tmp, path)  # a rename: atomic on a local disk, NFS and HDFS
+
+
+def write_store(directory: str | Path, features: ExtractedFeatures, names: dict[str, list[str]], manifest: dict) -> None:
+    """Each file whole, the manifest last: readers see all of the store or none of it.
+
+    Per file rather than a folder renamed into place, because object stores
+    cannot rename folders. Two processes writing the same store write the
+    same content, so whichever file lands last is fine.
+    """
+    fs, root = resolve(directory)
+    if _exists(fs, f"{root}/manifest.json"):  # a concurrent writer got there first; its store is equivalent
+        return
+    fs.create_dir(root, recursive=True)
+    for kind, values in features.arrays.items():
+        table = _kind_table(features.track_ids, values, names.get(kind))
+        _write_whole(fs, f"{root}/{kind}.parquet", lambda path: pq.write_table(table, path, filesystem=fs))
+    manifest = {**manifest, "kinds": list(features.arrays), "skipped": [s.__dict__ for s in features.skipped]}
+    text = json.dumps(manifest, indent=2, default=str).encode()
+
+    def write_manifest(path: str) -> None:
+        with fs.open_output_stream(path) as file:
+            file.write(text)
+
+    _write_whole(fs, f"{root}/manifest.json", write_manifest)
