@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+
+# This process is a client of the cluster: Ray reads the token when it is first imported.
+TOKEN = secrets.token_hex(32)
+os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -38,7 +43,6 @@ from musicvae.localcluster import LocalCluster  # noqa: E402
 def connect(cluster: LocalCluster) -> None:
     import ray
 
-    os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")})
     ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
@@ -97,7 +101,7 @@ def main() -> None:
 
     cfg = AudioFeatureConfig(duration=args.duration)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp) / "logs") as cluster:
+    with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp) / "logs", token=TOKEN) as cluster:
         tmp = Path(tmp)
         tracks = make_copies(args.clips, args.clips_n, tmp)
         cluster.add_node("head_node", cpus=1)

@@ -169,7 +169,6 @@ def job_status(cluster: LocalCluster) -> str:
         [str(Path(sys.executable).parent / "ray"), "job", "status", "--address", cluster.dashboard_url, "two-nodes"],
         env=cluster.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    for status in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING"):
-        if status in done.stdout + done.stderr:  # Ray's CLI prints the status on stderr
-            return status
-    return ""
+    # Ray's CLI says e.g. "Job 'two-nodes' succeeded" (on stderr) for a job that ended.
+    said = (done.stdout + done.stderr).lower()
+    return next((status.upper() for status in ("succeeded", "failed", "stopped") if f"job 'two-nodes' {status}" in said), "")
