@@ -77,14 +77,26 @@ def beta_grid(
 
 
 def sweep_figures(
-    table: pd.DataFrame, methods: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet, out: Path, name: str, max_points: int
+    table: pd.DataFrame,
+    methods: pd.DataFrame,
+    checkpoints: dict[str, Any],
+    data: FeatureSet,
+    out: Path,
+    name: str,
+    max_points: int,
+    projections: bool = True,
 ) -> list[Path]:
-    """Write the sweep's summary PNGs into ``out``; returns their paths."""
+    """Write the sweep's summary PNGs into ``out``; returns their paths.
+
+    ``projections=False`` (the sweep asked its trials for no UMAP/t-SNE) leaves
+    out the β grid too: drawing it would run UMAP here, in the driver, which
+    costs more than all the other summary work together (bench/sweep_overhead.py).
+    """
     written = []
     if not methods.empty:
         heatmap = metrics_heatmap(methods, f"{name}: metrics per method (mean ± std over seeds)")
         written.append(fig.save_figure(heatmap, out / "metrics_heatmap.png"))
-    grid = beta_grid(table, methods, checkpoints, data, max_points)
+    grid = beta_grid(table, methods, checkpoints, data, max_points) if projections else None
     if grid is not None:
         written.append(fig.save_figure(grid, out / "beta_grid.png"))
     return written

@@ -459,7 +459,8 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
             tracking.log_summary(client, parent.run_id, _summary_metrics(table, methods), texts)
             checkpoints = {Path(r.path).name: r.checkpoint for r in results if r.path and r.checkpoint}
             with tempfile.TemporaryDirectory() as figures:
-                sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points)
+                projections = any(m in cfg.trials.figures for m in ("umap", "tsne"))
+                sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points, projections)
                 client.log_artifacts(parent.run_id, figures, "figures")
             status = "FINISHED"
         finally:

@@ -59,6 +59,9 @@ def test_sweep_figures_draw_the_heatmap_and_the_beta_grid(tmp_path: Path) -> Non
 
     unlabelled = FeatureSet(ids, np.zeros((60, 2), np.float32), ["a", "b"], None, [], pd.DataFrame())  # coloured by cluster
     assert len(sweep_figures(table, methods, checkpoints, unlabelled, tmp_path / "out2", "t", max_points=1000)) == 2
+    # Trials drew no projections: the sweep draws no β grid either (it would run UMAP in the driver).
+    no_grid = sweep_figures(table, methods, checkpoints, labelled, tmp_path / "out3", "t", max_points=1000, projections=False)
+    assert [p.name for p in no_grid] == ["metrics_heatmap.png"]
 
 
 def test_no_beta_grid_with_a_single_beta(tmp_path: Path) -> None:
