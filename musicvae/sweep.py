@@ -24,8 +24,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from musicvae.config import K_CLUSTERERS, VARIATIONAL_MODELS, ResourcesConfig, SweepConfig, TrialParams, TrialsConfig, choices, expand_path
+from musicvae.config import K_CLUSTERERS, VARIATIONAL_MODELS, ResourcesConfig, SweepConfig, TrialParams, TrialsConfig, choices
 from musicvae.dataset import FeatureSet, load_feature_set
+from musicvae.features import store
 from musicvae.leaderboard import METRICS, format_leaderboard, format_methods, leaderboard, method_table, pareto_front, selection_summary
 from musicvae.search import describe_space, optuna_search
 
@@ -210,24 +211,18 @@ RUN_SUFFIX = re.compile(r"-\d{8}-\d{6}$")
 
 def storage_root(path: str) -> str:
     """Tune's storage as Tune takes it: a URI (s3://, gs://, ...) as is, a folder resolved."""
-    return path if "://" in path else str(expand_path(path).resolve())
-
-
-def _filesystem(uri: str) -> tuple[Any, str]:
-    import pyarrow.fs
-
-    return pyarrow.fs.FileSystem.from_uri(uri)
+    return store.absolute(path)
 
 
 def _write_text(uri: str, text: str) -> None:
-    fs, path = _filesystem(uri)
+    fs, path = store.resolve(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as stream:
         stream.write(text.encode())
 
 
 def _read_text(uri: str) -> str:
-    fs, path = _filesystem(uri)
+    fs, path = store.resolve(uri)
     with fs.open_input_stream(path) as stream:
         return stream.read().decode()
 
@@ -237,7 +232,7 @@ def find_run(storage: str, name: str) -> str:
     import pyarrow.fs
 
     root = storage_root(storage)
-    fs, path = _filesystem(root)
+    fs, path = store.resolve(root)
     try:
         folders = [info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(path)) if info.type == pyarrow.fs.FileType.Directory]
     except (FileNotFoundError, OSError):
@@ -286,7 +281,7 @@ def build_scheduler(cfg: SweepConfig) -> Any:
 
 def projection_cache(cfg: SweepConfig) -> str | None:
     """Where trials cache UMAP/t-SNE coordinates: the local cache_dir; none when the cache is remote (a URI)."""
-    return None if "://" in cfg.data.cache_dir else str(expand_path(cfg.data.cache_dir).resolve())
+    return None if store.is_uri(cfg.data.cache_dir) else store.absolute(cfg.data.cache_dir)
 
 
 def build_trainable(cfg: SweepConfig, data: FeatureSet) -> Any:
