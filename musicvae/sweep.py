@@ -237,12 +237,12 @@ def find_run(storage: str, name: str) -> str:
         folders = [info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(path)) if info.type == pyarrow.fs.FileType.Directory]
     except (FileNotFoundError, OSError):
         folders = []
-    matches = sorted(f for f in folders if name in (f, RUN_SUFFIX.sub("", f)))
-    resumable = [f for f in matches if fs.get_file_info(f"{path}/{f}/{SWEEP_FILE}").type == pyarrow.fs.FileType.File]
-    if not resumable:
-        known = sorted({RUN_SUFFIX.sub("", f) for f in folders if fs.get_file_info(f"{path}/{f}/{SWEEP_FILE}").type == pyarrow.fs.FileType.File})
+    runs = [f for f in folders if fs.get_file_info(f"{path}/{f}/{SWEEP_FILE}").type == pyarrow.fs.FileType.File]  # musicvae's, not any Tune run
+    matches = sorted(f for f in runs if name in (f, RUN_SUFFIX.sub("", f)))  # the timestamp suffix sorts by time
+    if not matches:
+        known = sorted({RUN_SUFFIX.sub("", f) for f in runs})
         raise ValueError(f"no sweep run named '{name}' in {root} (sweeps there: {', '.join(known) or 'none'})")
-    return f"{root.rstrip('/')}/{resumable[-1]}"
+    return f"{root.rstrip('/')}/{matches[-1]}"
 
 
 def load_run_sweep(run_path: str) -> str:
