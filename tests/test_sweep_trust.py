@@ -180,7 +180,8 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_anything(tmp_path: P
 
     # Optuna kept its history: the study holds all six trials, those told before the crash included.
     run_dir = next((tmp_path / "ray_results").glob("resumable-*"))
-    state = pickle.loads(max(run_dir.glob("searcher-state-*.pkl"), key=os.path.getmtime).read_bytes())
+    # One file per session, named by its start time; Tune re-syncs them all at the end, so mtimes tie.
+    state = pickle.loads(max(run_dir.glob("searcher-state-*.pkl")).read_bytes())
     study = state["_ot_study"]
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 6
 
