@@ -329,6 +329,11 @@ METRIC_MODES: dict[str, Literal["max", "min"]] = {
     "silhouette": "max",
     "calinski_harabasz": "max",
     "davies_bouldin": "min",
+    # Measured in the standardised input features on one shared row sample, so
+    # comparable across trials (own-space scores reward collapsed latents).
+    "input_silhouette": "max",
+    "input_calinski_harabasz": "max",
+    "resample_stability": "max",  # ARI between the clusterings of two row subsamples of the trial's embedding
     "val_loss": "min",
     "ari": "max",
     "nmi": "max",
@@ -337,8 +342,33 @@ METRIC_MODES: dict[str, Literal["max", "min"]] = {
 LABEL_METRICS = ("ari", "nmi", "purity")
 
 
-MetricName = Literal["silhouette", "calinski_harabasz", "davies_bouldin", "val_loss", "ari", "nmi", "purity"]
+MetricName = Literal[
+    "silhouette", "calinski_harabasz", "davies_bouldin", "input_silhouette", "input_calinski_harabasz", "resample_stability",
+    "val_loss", "ari", "nmi", "purity",
+]
 Mode = Literal["max", "min"]
+
+
+SelectionRule = Literal["combined", "pooled_silhouette", "pooled_calinski_harabasz", "stability", "consensus", "input_silhouette", "objective"]
+
+
+class SelectionConfig(StrictModel):
+    """How the sweep picks its method without labels (see :mod:`musicvae.selection`).
+
+    Every finished, non-degenerate clustering is scored in one shared set of
+    spaces (the standardised inputs and every distinct embedding, z-scored, on
+    ``sample`` seeded rows). ``rule`` names the score that chooses; every
+    rule's pick is reported beside it. Methods less stable than
+    ``min_stability`` (ARI between seeds and between resampled clusterings)
+    are not candidates for ``combined``; if none is that stable, the pick is
+    reported as "no stable clustering".
+    """
+
+    rule: SelectionRule = "combined"
+    sample: int = Field(1500, ge=100, le=20000, description="rows (a seeded sample, the same for every trial) the spaces are scored on")
+    seed: int = 0
+    subsample: float = Field(0.8, gt=0.2, lt=1.0, description="share of rows in each of a trial's two resampled clusterings")
+    min_stability: float = Field(0.3, ge=0.0, le=1.0, description="less stable methods are not candidates; a winner below it is reported as no stable clustering")
 
 
 class SearchConfig(StrictModel):
@@ -478,6 +508,7 @@ class SweepConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     space: dict[str, ParamSpec] = Field(default_factory=lambda: {"model": ["pca", "vae"]})
     search: SearchConfig = Field(default_factory=SearchConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     trials: TrialsConfig = Field(default_factory=TrialsConfig)

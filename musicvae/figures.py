@@ -35,6 +35,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from musicvae.disentanglement import ACTIVE_THRESHOLD, DisentanglementReport  # noqa: E402
+from musicvae.metrics import sample_rows  # noqa: E402,F401  (figures draw the same seeded sample as selection scores)
 
 PROJECTIONS = ("umap", "tsne")
 DISPLAY_NAMES = {"umap": "UMAP", "tsne": "t-SNE"}
@@ -98,19 +99,6 @@ def principal_components(x: np.ndarray) -> np.ndarray:
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     coords = centred @ vt[:2].T
     return np.hstack([coords, np.zeros((len(x), 2 - coords.shape[1]))]).astype(np.float32)
-
-
-def sample_rows(n: int, max_points: int, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded sample of at most max_points rows (all rows when n <= max_points).
-
-    Seeded so that the figures of every trial in a sweep show the same tracks;
-    sorted so that the sample keeps the data's order.
-    """
-    if max_points < 0:
-        raise ValueError(f"max_points must be >= 0, got {max_points}")
-    if n <= max_points:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
 
 # --- colours, scatter and legends shared by the figures ------------------------------------------------------------------

@@ -18,11 +18,10 @@ from typing import Any
 import pandas as pd
 
 from musicvae.config import TrialParams, applies
-from musicvae.metrics import EXTERNAL, INTERNAL
+from musicvae.metrics import DEGENERATE_SHARE, EXTERNAL, INPUT, INTERNAL
 
 SHOWN_PARAMS = ("model", "latent_dim", "beta", "clusterer", "seed")  # always shown; others when they vary
-METRICS = (*INTERNAL, *EXTERNAL, "val_loss", "noise_fraction", "largest_cluster")
-DEGENERATE_SHARE = 0.9  # a clustering with this share of the tracks in one cluster is not a grouping of the collection
+METRICS = (*INTERNAL, *INPUT, "resample_stability", *EXTERNAL, "val_loss", "noise_fraction", "largest_cluster")
 SYMBOLS = {"beta": "β"}
 
 

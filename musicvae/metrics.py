@@ -28,13 +28,61 @@ from sklearn.metrics.cluster import contingency_matrix
 from musicvae.clustering import NOISE
 
 INTERNAL = ("silhouette", "calinski_harabasz", "davies_bouldin")
+INPUT = ("input_silhouette", "input_calinski_harabasz")  # the trial's clustering scored in the inputs: comparable across trials
 EXTERNAL = ("ari", "nmi", "purity")
+DEGENERATE_SHARE = 0.9  # a clustering with this share of the tracks in one cluster is not a grouping of the collection
 
 
 @dataclass(frozen=True)
 class Scores:
     values: dict[str, float]
     notes: dict[str, str] = field(default_factory=dict)  # metric -> why it is NaN
+
+
+def sample_rows(n: int, max_points: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded sample of at most max_points rows (all rows when n <= max_points).
+
+    Seeded so that every trial of a sweep is scored (and drawn) on the same
+    tracks; sorted so that the sample keeps the data's order.
+    """
+    if max_points < 0:
+        raise ValueError(f"max_points must be >= 0, got {max_points}")
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    """Columns to mean 0, std 1; constant columns dropped (they separate nothing)."""
+    x = np.asarray(x, dtype=np.float64)
+    std = x.std(axis=0)
+    keep = std > 1e-12
+    return (x[:, keep] - x[:, keep].mean(axis=0)) / std[keep]
+
+
+def input_metrics(inputs: np.ndarray, clusters: np.ndarray, rows: np.ndarray) -> Scores:
+    """Silhouette and Calinski-Harabasz of a clustering in the z-scored input features, on the given rows.
+
+    A trial's own silhouette is measured in its own embedding, so it cannot
+    compare trials: a collapsed latent packs tracks into tight clumps and
+    scores high while grouping genres badly. The same clustering scored in the
+    inputs, on rows shared by every trial, can be compared across the sweep
+    and is what the shipped sweeps give Optuna as its objective. Noise tracks
+    (DBSCAN/HDBSCAN) score 0: both values are scaled by the share clustered;
+    a degenerate clustering (DEGENERATE_SHARE of the tracks in one cluster) is
+    NaN with the reason, which the searcher records as a failed point.
+    """
+    names = ("input_silhouette", "input_calinski_harabasz")
+    found = clusters[clusters != NOISE]
+    if len(found) and np.bincount(found).max() >= DEGENERATE_SHARE * len(clusters):
+        # One cluster of nearly every track and a few outliers apart scores a high silhouette:
+        # as an objective that would steer the searcher to degenerate DBSCAN runs.
+        reason = f"{DEGENERATE_SHARE:.0%}+ of the tracks in one cluster: not a grouping of the collection"
+        return Scores(dict.fromkeys(names, math.nan), dict.fromkeys(names, reason))
+    scores = internal_metrics(zscore(inputs[rows]), clusters[rows], silhouette_sample=None)
+    clustered = float(np.mean(clusters[rows] != NOISE))  # noise scores 0, as in selection: discarding tracks must not pay
+    values = {f"input_{m}": scores.values[m] * clustered for m in ("silhouette", "calinski_harabasz")}
+    return Scores(values, {f"input_{m}": scores.notes[m] for m in ("silhouette", "calinski_harabasz") if m in scores.notes})
 
 
 def purity(labels: np.ndarray, clusters: np.ndarray) -> float:

@@ -29,8 +29,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from musicvae import figures as fig
-from musicvae.config import METRIC_MODES, VARIATIONAL_MODELS, TrialParams, param_kind
-from musicvae.leaderboard import DEGENERATE_SHARE, TrialRecord, method_table, pareto_front, selection_summary, trial_table
+from musicvae.config import METRIC_MODES, VARIATIONAL_MODELS, SelectionConfig, TrialParams, param_kind
+from musicvae.leaderboard import TrialRecord, method_table, pareto_front, selection_summary, trial_table
+from musicvae.metrics import DEGENERATE_SHARE
+from musicvae.selection import Selection, choose
 from musicvae.summary import metrics_heatmap
 from musicvae.tracking import ROLE_TAG, SWEEP_TAG
 
@@ -63,6 +65,7 @@ class SweepRuns:
     objectives: list[str]  # primary first
     modes: list[str]
     run_ids: dict[str, str] = field(default_factory=dict)  # record name -> child run id
+    selection: Selection | None = None  # the sweep's label-free choice (its selection.csv); None for sweeps that predate it
 
     @property
     def metric(self) -> str:
@@ -178,7 +181,25 @@ def read_sweep_runs(client: MlflowClient, experiment: str, name: str, run_id: st
         records.append(record)
         run_ids[record.name] = run.info.run_id
     objectives, modes = sweep_objectives(parent)
-    return SweepRuns(name, experiment, parent, records, objectives, modes, run_ids)
+    return SweepRuns(name, experiment, parent, records, objectives, modes, run_ids, read_selection(client, parent))
+
+
+def read_selection(client: MlflowClient, parent: Run) -> Selection | None:
+    """The selection the sweep made, from the parent run's ``selection.csv`` (every rule's score per method)."""
+    import tempfile
+
+    names = {item.path for item in client.list_artifacts(parent.info.run_id)}
+    if "selection.csv" not in names:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        scores = pd.read_csv(client.download_artifacts(parent.info.run_id, "selection.csv", folder))
+    params, metrics = parent.data.params, parent.data.metrics
+    cfg = SelectionConfig(
+        rule=params.get("selection_rule", "combined"),
+        sample=int(params.get("selection_sample", SelectionConfig().sample)),
+        min_stability=float(params.get("selection_min_stability", SelectionConfig().min_stability)),
+    )
+    return choose(scores, cfg, int(metrics.get("selection_spaces", 0)), cfg.sample)
 
 
 # ---------------------------------------------------------------------------------------------------- tables
@@ -413,7 +434,12 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
         lines += ["", "No trial finished: there is nothing to compare."]
     else:
         lines += ["", methods_markdown_table(methods), "", table_legend(methods)]
-    lines += ["", f"{h}# Selection", "", *[f"- {line}" for line in selection_summary(table, sweep.metric, sweep.mode).splitlines()]]
+    lines += ["", f"{h}# Selection", ""]
+    if sweep.selection is not None:
+        lines += [f"- {line.strip()}" for line in sweep.selection.summary().splitlines()]
+    else:
+        lines += [f"- {line}" for line in selection_summary(table, sweep.metric, sweep.mode).splitlines()]
+        lines.append("- (this sweep predates shared-space selection: the pick above is by its own objective)")
     if len(sweep.objectives) > 1 and not methods.empty:
         front = pareto_front(methods, sweep.objectives, sweep.modes)
         lines += ["", f"Pareto front over {', '.join(sweep.objectives)} (method means): " + ("; ".join(front["method"]) or "empty")]
@@ -436,9 +462,13 @@ def write_task(tables: SweepTables, folder: Path) -> tuple[list[Path], str]:
     figures, notes = write_figures(tables, folder)
     tables.methods.to_csv(folder / "methods.csv", index=False)
     tables.table.to_csv(folder / "trials.csv", index=False)
+    written = [folder / "methods.md", folder / "methods.csv", folder / "trials.csv"]
+    if tables.sweep.selection is not None:
+        tables.sweep.selection.scores.to_csv(folder / "selection.csv", index=False)
+        written.append(folder / "selection.csv")
     (folder / "methods.md").write_text(task_markdown(tables, figures, notes))
     combined = task_markdown(tables, figures, notes, level=2, prefix=f"{folder.name}/")
-    return [folder / "methods.md", folder / "methods.csv", folder / "trials.csv", *figures], combined
+    return [*written, *figures], combined
 
 
 def _check_store(tracking_uri: str) -> None:

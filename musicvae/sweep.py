@@ -24,11 +24,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from musicvae.config import K_CLUSTERERS, VARIATIONAL_MODELS, ResourcesConfig, SweepConfig, TrialParams, TrialsConfig, choices
+from musicvae.config import K_CLUSTERERS, VARIATIONAL_MODELS, ResourcesConfig, SelectionConfig, SweepConfig, TrialParams, TrialsConfig, choices
 from musicvae.dataset import FeatureSet, load_feature_set
 from musicvae.features import store
-from musicvae.leaderboard import METRICS, format_leaderboard, format_methods, leaderboard, method_table, pareto_front, selection_summary
+from musicvae.leaderboard import METRICS, format_leaderboard, format_methods, leaderboard, method_table, pareto_front
 from musicvae.search import describe_space, optuna_search
+from musicvae.selection import Selection, select_methods
 
 
 def describe_plan(cfg: SweepConfig) -> str:
@@ -65,6 +66,8 @@ def describe_plan(cfg: SweepConfig) -> str:
             if cfg.scheduler.kind == "asha"
             else "off (every trial runs to the end)"
         ),
+        f"Selection: the '{cfg.selection.rule}' rule (label-free), every clustering scored in the inputs and each distinct embedding "
+        f"on {cfg.selection.sample} seeded rows; a winner less stable than {cfg.selection.min_stability:g} is reported as no stable clustering",
         f"Budget: {cfg.num_samples} trials, at most {search.max_concurrent_trials} at a time"
         + (f", {search.time_budget_s:g} s in all" if search.time_budget_s else ""),
         f"Resources per trial: {cfg.resources.cpus_per_trial:g} CPU, {cfg.resources.gpus_per_trial:g} GPU (device {cfg.resources.device})",
@@ -86,7 +89,9 @@ def trial_title(params: TrialParams) -> str:
     return f"{params.model}{beta}{latent} + {params.clusterer}, seed {params.seed}"
 
 
-def tune_trainable(config: dict[str, Any], data: FeatureSet, trials: TrialsConfig, resources: ResourcesConfig, cache_dir: str | None = None) -> None:
+def tune_trainable(
+    config: dict[str, Any], data: FeatureSet, trials: TrialsConfig, resources: ResourcesConfig, cache_dir: str | None = None, selection: SelectionConfig | None = None
+) -> None:
     """A Tune function trainable: per-epoch losses with periodic checkpoints, then the metrics and artifacts.
 
     A restarted trial (a retry after a crash, or a resumed sweep) finds its
@@ -128,6 +133,7 @@ def tune_trainable(config: dict[str, Any], data: FeatureSet, trials: TrialsConfi
             resume=resume,
             checkpoint_every=trials.checkpoint_every,
             silhouette_sample=trials.silhouette_sample,
+            selection=selection,
         )
         with tempfile.TemporaryDirectory() as directory:
             timing = write_artifacts(
@@ -290,7 +296,7 @@ def build_trainable(cfg: SweepConfig, data: FeatureSet) -> Any:
     resources = cfg.resources
     return tune.with_resources(
         # The data goes to the object store once; every trial reads it from there.
-        tune.with_parameters(tune_trainable, data=data, trials=cfg.trials, resources=resources, cache_dir=projection_cache(cfg)),
+        tune.with_parameters(tune_trainable, data=data, trials=cfg.trials, resources=resources, cache_dir=projection_cache(cfg), selection=cfg.selection),
         # A fractional GPU (e.g. 0.25) packs several small models on one GPU.
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
@@ -343,6 +349,29 @@ def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: s
     )
 
 
+def select_sweep(cfg: SweepConfig, table: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet) -> Selection:
+    """The label-free choice over the finished trials, each clustering scored in the sweep's shared spaces (musicvae.selection)."""
+    from musicvae.trial import read_embedding
+
+    clusters, embeddings = {}, {}
+    for trial in table.loc[table["status"] == "OK", "trial"]:
+        if trial in checkpoints:
+            with checkpoints[trial].as_directory() as directory:
+                clusters[trial], embeddings[trial] = read_embedding(Path(directory) / "artifacts")
+    return select_methods(table, clusters, embeddings, data.features, cfg.selection, cfg.search.primary, cfg.search.resolved_mode)
+
+
+def selection_metrics(selection: Selection) -> dict[str, float]:
+    """The parent run's selection metrics: the winner's stability and scores, and (with labels) its ARI, NMI and regret."""
+    if selection.winner is None:
+        return {}
+    win = selection.row(selection.winner)
+    metrics = {"selection_seconds": selection.seconds, "selection_spaces": float(selection.n_spaces), "selection_stable": float(selection.stable), "selected_stability": float(win["stability"])}
+    if selection.oracle is not None:
+        metrics.update(selected_ari=float(win["ari"]), selected_nmi=float(win["nmi"]), selection_regret=selection.regret(selection.winner))
+    return metrics
+
+
 def _sweep_params(cfg: SweepConfig, data: FeatureSet) -> dict[str, Any]:
     return {
         "sweep": cfg.name,
@@ -355,6 +384,9 @@ def _sweep_params(cfg: SweepConfig, data: FeatureSet) -> dict[str, Any]:
         "mode": ",".join(cfg.search.modes),
         "sampler": cfg.search.sampler,
         "scheduler": cfg.scheduler.kind,
+        "selection_rule": cfg.selection.rule,
+        "selection_sample": cfg.selection.sample,
+        "selection_min_stability": cfg.selection.min_stability,
         "num_samples": cfg.num_samples,
         "max_concurrent_trials": cfg.search.max_concurrent_trials,
         "cpus_per_trial": cfg.resources.cpus_per_trial,
@@ -449,10 +481,12 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
                 front = pareto_front(methods, cfg.search.metrics, cfg.search.modes)
                 report += f"\n\nPareto front over {', '.join(cfg.search.metrics)} (method means):\n\n" + format_methods(front)
                 texts["pareto.csv"] = front.to_csv(index=False)
-            report += "\n\n" + selection_summary(table, metric, mode)
-            texts["leaderboard.txt"] = report
-            tracking.log_summary(client, parent.run_id, _summary_metrics(table, methods), texts)
             checkpoints = {Path(r.path).name: r.checkpoint for r in results if r.path and r.checkpoint}
+            selection = select_sweep(cfg, table, checkpoints, data)
+            report += "\n\n" + selection.summary()
+            texts.update({"leaderboard.txt": report, "selection.csv": selection.scores.to_csv(index=False)})
+            tracking.log_summary(client, parent.run_id, {**_summary_metrics(table, methods), **selection_metrics(selection)}, texts)
+            tracking.tag_selection(client, parent.run_id, selection)
             with tempfile.TemporaryDirectory() as figures:
                 projections = any(m in cfg.trials.figures for m in ("umap", "tsne"))
                 sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points, projections)

@@ -208,6 +208,15 @@ def remove_forgotten_children(client: MlflowClient, experiment_id: str, parent_r
     return len(forgotten)
 
 
+def tag_selection(client: MlflowClient, run_id: str, selection: Any) -> None:
+    """The label-free choice as tags on the parent run, for the runs table and search ("tags.`musicvae.selected` = ...")."""
+    tags = {"musicvae.selection_rule": selection.rule, "musicvae.selected": selection.winner or "none", "musicvae.selection_stable": str(selection.stable)}
+    tags.update({f"musicvae.pick.{rule}": pick for rule, pick in selection.picks.items()})
+    if selection.oracle is not None:
+        tags["musicvae.oracle"] = selection.oracle
+    client.log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+
+
 def log_summary(client: MlflowClient, run_id: str, metrics: dict[str, float], artifacts: dict[str, str]) -> None:
     """Best-trial metrics and text artifacts (leaderboard, extraction report) on the parent run."""
     finite = [Metric(k, float(v), int(time.time() * 1000), 0) for k, v in metrics.items() if v is not None and math.isfinite(v)]

@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from musicvae.clustering import cluster
-from musicvae.config import K_CLUSTERERS, TrialParams
+from musicvae.clustering import cluster, resample_stability
+from musicvae.config import K_CLUSTERERS, SelectionConfig, TrialParams
 from musicvae.dataset import FeatureSet
 from musicvae.disentanglement import DisentanglementReport, analyse_latents
-from musicvae.metrics import all_metrics
+from musicvae.metrics import all_metrics, input_metrics, sample_rows
 from musicvae.models import build_model
 from musicvae.models.pca import pca_embedding
 from musicvae.training import EpochStats, TrainingState, encode, pick_device, seed_everything, train_model
@@ -70,6 +70,92 @@ def model_inputs(params: TrialParams, data: FeatureSet) -> dict[str, np.ndarray]
     return inputs
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """A trained (or fitted) representation: what the clusterers of one model and seed share."""
+
+    embedding: np.ndarray = field(repr=False)
+    metrics: dict[str, float]
+    logvar: np.ndarray | None = field(default=None, repr=False)
+    history: list[EpochStats] = field(default_factory=list, repr=False)
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+def embed(
+    params: TrialParams,
+    data: FeatureSet,
+    *,
+    on_epoch: Callable[[EpochStats, TrainingState | None], None] | None = None,
+    device: str = "auto",
+    resume: TrainingState | None = None,
+    checkpoint_every: int = 0,
+) -> Embedded:
+    """The representation: the features themselves, PCA, or a trained model's posterior means."""
+    seed_everything(params.seed)
+    start = time.perf_counter()
+    metrics: dict[str, float] = {}
+    if params.model == "raw":
+        return Embedded(data.features, {"fit_seconds": time.perf_counter() - start})
+    if params.model == "pca":
+        embedding, metrics["explained_variance"] = pca_embedding(data.features, params.latent_dim, seed=params.seed)
+        return Embedded(embedding, {**metrics, "fit_seconds": time.perf_counter() - start})
+    torch_device = pick_device(device)
+    inputs = model_inputs(params, data)
+    model = build_model(params, inputs)
+    history = train_model(
+        model,
+        inputs,
+        beta=0.0 if params.model == "ae" else params.beta,
+        kl_warmup_epochs=params.kl_warmup_epochs,
+        epochs=params.epochs,
+        lr=params.lr,
+        batch_size=params.batch_size,
+        val_fraction=params.val_fraction,
+        seed=params.seed,
+        device=torch_device,
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        on_epoch=on_epoch,
+    )
+    embedding, logvar = encode(model, inputs, torch_device)
+    last = history[-1]
+    metrics.update(val_loss=last.val_loss, reconstruction=last.reconstruction, kl=last.kl, fit_seconds=time.perf_counter() - start)
+    return Embedded(embedding, metrics, logvar, history, model)
+
+
+def evaluate(
+    params: TrialParams, data: FeatureSet, embedded: Embedded, *, silhouette_sample: int | None = 10000, selection: SelectionConfig | None = None
+) -> TrialResult:
+    """Cluster the embedding and score it: own-space metrics, the label-free scores selection compares, labels if known.
+
+    Besides the metrics in the trial's own embedding it records the same
+    clustering scored in the z-scored inputs on the sweep's shared row sample
+    (``input_silhouette``, ``input_calinski_harabasz``: comparable across
+    trials, unlike the own-space ones) and its ``resample_stability``.
+    """
+    selection = selection or SelectionConfig()
+    n_clusters = resolve_n_clusters(params, data)
+    embedding = embedded.embedding
+    start = time.perf_counter()
+    options = {"linkage": params.linkage, "eps": params.eps, "min_samples": params.min_samples}
+    clustering = cluster(embedding, params.clusterer, n_clusters, seed=params.seed, **options)
+    scores = all_metrics(embedding, clustering.labels, data.labels, silhouette_sample=silhouette_sample, seed=params.seed)
+    metrics = {**embedded.metrics, "cluster_seconds": time.perf_counter() - start}
+    start = time.perf_counter()
+    rows = sample_rows(len(embedding), selection.sample, selection.seed)
+    comparable = input_metrics(data.features, clustering.labels, rows)
+    options["eps"] = clustering.params.get("eps", params.eps)  # both subsamples use the radius chosen on all rows
+    metrics["resample_stability"] = resample_stability(embedding, params.clusterer, n_clusters, params.seed, selection.subsample, **options)
+    metrics["selection_seconds"] = time.perf_counter() - start
+    latents = analyse_latents(embedding, embedded.logvar, data.labels, seed=params.seed)
+    metrics.update(scores.values, **comparable.values, **latents.metrics(), **{f"chosen_{k}": v for k, v in clustering.params.items()})
+    metrics.update(embedding_dim=float(embedding.shape[1]), trial_seconds=metrics["fit_seconds"] + metrics["cluster_seconds"])
+    if n_clusters is not None:
+        metrics["n_clusters"] = float(n_clusters)
+    notes = {**scores.notes, **comparable.notes}
+    return TrialResult(metrics, notes, embedding, clustering.labels, latents, embedded.history, embedded.model)
+
+
 def run_trial(
     params: TrialParams,
     data: FeatureSet,
@@ -79,52 +165,12 @@ def run_trial(
     resume: TrainingState | None = None,
     checkpoint_every: int = 0,
     silhouette_sample: int | None = 10000,
+    selection: SelectionConfig | None = None,
 ) -> TrialResult:
     """Embed, cluster and score; ``on_epoch``/``resume``/``checkpoint_every`` as in :func:`~musicvae.training.train_model`."""
-    seed_everything(params.seed)
-    n_clusters = resolve_n_clusters(params, data)
-    start = time.perf_counter()
-    history: list[EpochStats] = []
-    model = logvar = None
-    metrics: dict[str, float] = {}
-    if params.model == "raw":
-        embedding = data.features
-    elif params.model == "pca":
-        embedding, metrics["explained_variance"] = pca_embedding(data.features, params.latent_dim, seed=params.seed)
-    else:
-        torch_device = pick_device(device)
-        inputs = model_inputs(params, data)
-        model = build_model(params, inputs)
-        history = train_model(
-            model,
-            inputs,
-            beta=0.0 if params.model == "ae" else params.beta,
-            kl_warmup_epochs=params.kl_warmup_epochs,
-            epochs=params.epochs,
-            lr=params.lr,
-            batch_size=params.batch_size,
-            val_fraction=params.val_fraction,
-            seed=params.seed,
-            device=torch_device,
-            resume=resume,
-            checkpoint_every=checkpoint_every,
-            on_epoch=on_epoch,
-        )
-        embedding, logvar = encode(model, inputs, torch_device)
-        last = history[-1]
-        metrics.update(val_loss=last.val_loss, reconstruction=last.reconstruction, kl=last.kl)
-    metrics["fit_seconds"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    clustering = cluster(embedding, params.clusterer, n_clusters, seed=params.seed, linkage=params.linkage, eps=params.eps, min_samples=params.min_samples)
-    scores = all_metrics(embedding, clustering.labels, data.labels, silhouette_sample=silhouette_sample, seed=params.seed)
-    metrics["cluster_seconds"] = time.perf_counter() - start
-    latents = analyse_latents(embedding, logvar, data.labels, seed=params.seed)
-    metrics.update(scores.values, **latents.metrics(), **{f"chosen_{k}": v for k, v in clustering.params.items()})
-    metrics.update(embedding_dim=float(embedding.shape[1]), trial_seconds=metrics["fit_seconds"] + metrics["cluster_seconds"])
-    if n_clusters is not None:
-        metrics["n_clusters"] = float(n_clusters)
-    return TrialResult(metrics, scores.notes, embedding, clustering.labels, latents, history, model)
+    resolve_n_clusters(params, data)  # fail on a missing k before training, not after
+    embedded = embed(params, data, on_epoch=on_epoch, device=device, resume=resume, checkpoint_every=checkpoint_every)
+    return evaluate(params, data, embedded, silhouette_sample=silhouette_sample, selection=selection)
 
 
 def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: Path | None) -> np.ndarray:
@@ -150,6 +196,12 @@ def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: 
     np.save(partial, coords)
     partial.replace(path)  # atomic: a concurrent trial reads a whole file or none
     return coords
+
+
+def read_embedding(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A trial's clusters and embedding (all tracks, in the data's order) from the ``embedding.parquet`` it wrote."""
+    table = pd.read_parquet(Path(directory) / "embedding.parquet")
+    return table["cluster"].to_numpy(), table.filter(regex=r"^z\d+$").to_numpy(np.float32)
 
 
 def save_model(model: nn.Module, path: Path) -> None:

@@ -14,8 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
 def test_shipped_sweep_files_are_valid(name: str) -> None:
     cfg = load_sweep(REPO / "sweeps" / name)
-    assert cfg.search.primary == "silhouette"  # the default objective is label-free
+    # The searcher's objective is label-free and comparable across trials (the own-space silhouette rewards collapsed latents).
+    assert cfg.search.primary == "input_silhouette"
     assert not cfg.search.uses_labels
+    assert cfg.selection.rule == "combined"
 
 
 @pytest.mark.parametrize("task", ["easy", "medium", "hard"])

@@ -85,7 +85,16 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
         assert {"latent_active_units", "latent_total_correlation", "trial_seconds"} <= set(run.data.metrics)
 
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
-    assert {"sweep.yaml", "leaderboard.csv", "methods.csv", "leaderboard.txt", "extraction.txt"} <= artifacts
+    assert {"sweep.yaml", "leaderboard.csv", "methods.csv", "leaderboard.txt", "extraction.txt", "selection.csv"} <= artifacts
+    # The label-free choice, scored in shared spaces: every rule's score per method, the winner on the parent run.
+    selection = pd.read_csv(client.download_artifacts(outcome.parent_run_id, "selection.csv", str(tmp_path)))
+    assert set(selection["method"]) == set(outcome.methods["method"])
+    assert {"score_combined", "pooled_calinski_harabasz", "pooled_silhouette", "stability", "consensus", "ari"} <= set(selection.columns)
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.data.tags["musicvae.selection_rule"] == "combined" and parent.data.tags["musicvae.selected"] in set(selection["method"])
+    assert {"selection_regret", "selected_stability", "selection_seconds"} <= set(parent.data.metrics)
+    for run in by_k["6"]:
+        assert {"input_silhouette", "input_calinski_harabasz", "resample_stability"} <= set(run.data.metrics)
     assert "figures/metrics_heatmap.png" in {a.path for a in client.list_artifacts(outcome.parent_run_id, "figures")}
     table = outcome.leaderboard
     assert len(table) == 5 and (table["status"] == "FAILED").sum() == len(by_k["40"])
@@ -127,6 +136,7 @@ def test_quickstart_demo_runs_from_the_cli(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Leaderboard" in proc.stdout and "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+    assert "Selected by the 'combined' rule" in proc.stdout and "regret" in proc.stdout and "stability" in proc.stdout
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["musicvae"], output_format="list")
     parents = [r for r in runs if r.data.tags.get("musicvae.role") == "sweep"]

@@ -1,0 +1,285 @@
+"""Label-free selection: shared spaces, pooled ranks, stability, consensus, the configured rule (no Ray)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import calinski_harabasz_score, pairwise_distances, silhouette_score
+
+from musicvae.clustering import NOISE, resample_stability
+from musicvae.config import SelectionConfig, SweepFileError, TrialParams, parse_sweep
+from musicvae.dataset import FeatureSet
+from musicvae.leaderboard import TrialRecord, trial_table
+from musicvae.metrics import input_metrics, sample_rows, zscore
+from musicvae.selection import build_spaces, mean_pairwise_ari, select_methods, silhouette_from_distances, space_scores
+from musicvae.trial import Embedded, evaluate
+
+
+def genres(n_per: int = 100, k: int = 3, d: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """k Gaussian 'genres', separated but overlapping a little, in d dimensions."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2.5, (k, d))
+    labels = np.repeat(np.arange(k), n_per)
+    return (centres[labels] + rng.normal(0, 1, (len(labels), d))).astype(np.float32), labels
+
+
+def feature_set(x: np.ndarray, labels: np.ndarray | None) -> FeatureSet:
+    ids = [f"t{i}" for i in range(len(x))]
+    names = [f"g{c}" for c in range(int(labels.max()) + 1)] if labels is not None else []
+    return FeatureSet(ids, x, [f"f{i}" for i in range(x.shape[1])], labels, names, pd.DataFrame({"track_id": ids}))
+
+
+def run_methods(data: FeatureSet, embeddings: dict[str, list[np.ndarray]], cfg: SelectionConfig, **params) -> tuple[pd.DataFrame, dict, dict]:
+    """Each named embedding (one per seed) clustered by K-Means and scored as a trial, through trial.evaluate."""
+    records, clusters, spaces = [], {}, {}
+    for latent_dim, per_seed in embeddings.items():
+        for seed, embedding in enumerate(per_seed):
+            trial_params = TrialParams(model="vae", latent_dim=latent_dim, seed=seed, clusterer="kmeans", **params)
+            result = evaluate(trial_params, data, Embedded(embedding, {"fit_seconds": 0.0}), selection=cfg)
+            name = f"vae-{latent_dim}-{seed}"
+            records.append(TrialRecord(name, "OK", trial_params.model_dump(include={"model", "latent_dim", "seed", "clusterer"}), result.metrics))
+            clusters[name], spaces[name] = result.clusters, embedding
+    return trial_table(records, "silhouette", "max"), clusters, spaces
+
+
+def test_a_collapsed_embedding_with_the_higher_own_silhouette_does_not_win() -> None:
+    x, labels = genres()
+    rng = np.random.default_rng(5)
+    faithful = {10: [x + rng.normal(0, 0.3, x.shape).astype(np.float32) for _ in range(3)]}
+    # A 2-D latent that collapsed onto three tight clumps unrelated to the genres: near-perfect own silhouette.
+    clumps = rng.integers(0, 3, len(x))
+    collapsed = {2: [(np.eye(3)[clumps][:, :2] * 10 + rng.normal(0, 0.05, (len(x), 2))).astype(np.float32) for _ in range(3)]}
+    data = feature_set(x, labels)
+    cfg = SelectionConfig(sample=200)
+    table, clusters, embeddings = run_methods(data, {**faithful, **collapsed}, cfg)
+    assert table.loc[table["latent_dim"] == 2, "silhouette"].min() > table.loc[table["latent_dim"] == 10, "silhouette"].max()
+    selection = select_methods(table, clusters, embeddings, x, cfg)
+    assert selection.picks["objective"] == "vae (latent_dim=2) + kmeans"  # what the own-space silhouette chooses
+    assert selection.winner == "vae (latent_dim=10) + kmeans"
+    assert selection.oracle == "vae (latent_dim=10) + kmeans" and selection.regret(selection.winner) == 0.0
+    for rule in ("pooled_silhouette", "pooled_calinski_harabasz", "pooled_neighbours", "input_silhouette"):
+        assert selection.picks[rule] == "vae (latent_dim=10) + kmeans", rule
+    assert selection.stable
+    assert "regret 0.0000" in selection.summary() and "'combined' rule" in selection.summary()
+
+
+def test_stability_of_identical_and_of_independent_random_clusterings() -> None:
+    rng = np.random.default_rng(0)
+    same = rng.integers(0, 5, 2000)
+    assert mean_pairwise_ari([same, same.copy(), same.copy()]) == pytest.approx(1.0)
+    independent = [rng.integers(0, 5, 2000) for _ in range(3)]
+    assert abs(mean_pairwise_ari(independent)) < 0.02
+    assert np.isnan(mean_pairwise_ari([same]))
+
+
+def test_resample_stability_tells_structure_from_noise() -> None:
+    x, _ = genres(d=4)
+    x = x * 3  # well separated
+    noise = np.random.default_rng(1).standard_normal((300, 20))
+    assert resample_stability(x, "kmeans", 3, seed=0) > 0.9
+    assert resample_stability(noise, "kmeans", 5, seed=0) < 0.6
+    # A deterministic clusterer on noise gives the same clusters for every seed; resampling still exposes it.
+    assert resample_stability(noise, "agglomerative", 5, seed=0) < 0.6
+    assert resample_stability(noise, "kmeans", 5, seed=0) == resample_stability(noise, "kmeans", 5, seed=0)
+
+
+def test_unstructured_data_gets_a_no_stable_clustering_verdict() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((400, 12)).astype(np.float32)
+    data = feature_set(x, None)
+    cfg = SelectionConfig(sample=300)
+    # Structureless in 12 dimensions (like the benchmark's 40-D control). In 2-4 dimensions K-Means cuts a
+    # Gaussian the same way every time: stability measures reproducibility, which needs dimensions to fail.
+    embeddings = {12: [x] * 3, 8: [x[:, :8] + rng.normal(0, 0.1, (400, 8)).astype(np.float32) for _ in range(3)]}
+    table, clusters, spaces = run_methods(data, embeddings, cfg, n_clusters=5)
+    selection = select_methods(table, clusters, spaces, x, cfg)
+    assert selection.winner is not None and not selection.stable
+    assert "NO STABLE CLUSTERING" in selection.summary()
+    assert selection.oracle is None and "oracle" not in selection.summary()
+
+
+def test_pooled_ranks_are_deterministic_for_a_seed() -> None:
+    x, labels = genres(n_per=150)
+    rng = np.random.default_rng(3)
+    embeddings = {10: [x + rng.normal(0, 1.0, x.shape).astype(np.float32) for _ in range(2)], 3: [x[:, :3] for _ in range(2)]}
+    data = feature_set(x, labels)
+    first = select_methods(*run_methods(data, embeddings, SelectionConfig(sample=200)), x, SelectionConfig(sample=200))
+    again = select_methods(*run_methods(data, embeddings, SelectionConfig(sample=200)), x, SelectionConfig(sample=200))
+    pd.testing.assert_frame_equal(first.scores, again.scores)
+    other = select_methods(*run_methods(data, embeddings, SelectionConfig(sample=200, seed=1)), x, SelectionConfig(sample=200, seed=1))
+    assert not np.array_equal(sample_rows(len(x), 200, 0), sample_rows(len(x), 200, 1))
+    assert not np.allclose(first.scores.sort_values("method")["input_silhouette"], other.scores.sort_values("method")["input_silhouette"])
+
+
+def test_noise_points_are_left_out_of_the_scores_and_counted() -> None:
+    x, labels = genres(n_per=40)
+    spaces = build_spaces(x, [], np.arange(len(x)))
+    with_noise = labels.copy()
+    with_noise[:30] = NOISE
+    scores = space_scores({"noisy": with_noise, "clean": labels}, spaces)
+    silhouettes, harabasz = scores["silhouette"], scores["calinski_harabasz"]
+    z = spaces["inputs"]
+    kept = with_noise != NOISE
+    # Noise is in no cluster, and counts 0: the silhouette of the rest, scaled by the share clustered.
+    assert silhouettes.loc["noisy", "inputs"] == pytest.approx(silhouette_score(z[kept], with_noise[kept]) * kept.mean())
+    assert harabasz.loc["noisy", "inputs"] == pytest.approx(calinski_harabasz_score(z[kept], with_noise[kept]) * kept.mean(), rel=1e-5)
+    assert silhouettes.loc["clean", "inputs"] == pytest.approx(silhouette_score(z, labels))
+    all_noise = np.full(len(x), NOISE)
+    assert all(np.isnan(table.loc["none", "inputs"]) for table in space_scores({"none": all_noise}, spaces).values())
+
+
+def test_silhouette_from_distances_matches_sklearn() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 6))
+    labels = rng.integers(0, 4, 300)
+    labels[0] = 9  # a singleton cluster scores 0, as in sklearn
+    distances = pairwise_distances(x)
+    assert silhouette_from_distances(distances, labels) == pytest.approx(silhouette_score(distances, labels, metric="precomputed"), abs=1e-12)
+
+
+def test_spaces_keep_active_dimensions_and_count_a_shared_embedding_once() -> None:
+    x, _ = genres(n_per=50)
+    collapsed = np.hstack([x[:, :2], np.full((len(x), 6), 0.3) + np.random.default_rng(0).normal(0, 1e-3, (len(x), 6))])
+    dead = np.random.default_rng(1).normal(0, 1e-3, (len(x), 4))
+    spaces = build_spaces(x, [collapsed, collapsed.copy(), dead, x.copy()], np.arange(len(x)))
+    assert list(spaces)[0] == "inputs" and len(spaces) == 2  # the raw embedding is the inputs; a dead latent adds no space
+    assert spaces[list(spaces)[1]].shape[1] == 2  # the six collapsed units were dropped before z-scoring
+
+
+def test_input_metrics_count_noise_as_zero() -> None:
+    x, labels = genres()
+    rows = np.arange(len(x))
+    half = labels.copy()
+    half[labels == 0] = NOISE  # the hardest genre called noise: the rest looks tidier, but a third of the tracks is lost
+    clean, noisy = input_metrics(x, labels, rows).values, input_metrics(x, half, rows).values
+    kept = half != NOISE
+    assert noisy["input_silhouette"] == pytest.approx(silhouette_score(zscore(x)[kept], half[kept]) * kept.mean())
+    assert clean["input_silhouette"] == pytest.approx(silhouette_score(zscore(x), labels))
+
+
+def test_input_metrics_are_the_same_for_the_same_clustering_whatever_the_embedding() -> None:
+    x, labels = genres()
+    rows = sample_rows(len(x), 200, 0)
+    assert input_metrics(x, labels, rows).values == input_metrics(x, labels.copy(), rows).values
+    assert input_metrics(x, labels, rows).values["input_silhouette"] > input_metrics(x, np.random.default_rng(0).integers(0, 3, len(x)), rows).values["input_silhouette"]
+
+
+@pytest.mark.parametrize(
+    ("selection", "message"),
+    [
+        ({"rul": "combined"}, "selection.rul: unknown key"),
+        ({"rule": "ari"}, "selection.rule"),
+        ({"sample": 10}, "selection.sample"),
+        ({"min_stability": 1.5}, "selection.min_stability"),
+        ({"subsample": 1.0}, "selection.subsample"),
+    ],
+)
+def test_a_bad_selection_key_is_named(selection: dict, message: str) -> None:
+    with pytest.raises(SweepFileError, match=message.replace(".", r"\.")):
+        parse_sweep({"name": "x", "selection": selection})
+
+
+def test_ari_matches_sklearn_with_noise_and_trivial_labelings() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from musicvae.selection import ari
+
+    rng = np.random.default_rng(6)
+    a, b = rng.integers(-1, 4, 500), rng.integers(-1, 6, 500)
+    b[:300] = a[:300]
+    assert ari(a, b) == pytest.approx(adjusted_rand_score(a, b), abs=1e-12)
+    ones = np.zeros(50, int)
+    for x, y in [(ones, ones), (np.arange(50), np.arange(50)), (ones, np.arange(50)), (ones, rng.integers(0, 3, 50))]:
+        assert ari(x, y) == pytest.approx(adjusted_rand_score(x, y), abs=1e-12)
+
+
+def test_space_scores_match_sklearn_in_every_space() -> None:
+    x, labels = genres(n_per=60)
+    rng = np.random.default_rng(7)
+    other = rng.normal(0, 1, (len(x), 5)) + labels[:, None]
+    noisy = labels.copy()
+    noisy[::7] = NOISE
+    spaces = build_spaces(x, [other], np.arange(len(x)))
+    scores = space_scores({"clean": labels, "noisy": noisy}, spaces)
+    silhouettes, harabasz = scores["silhouette"], scores["calinski_harabasz"]
+    for name, z in spaces.items():
+        for trial, c in (("clean", labels), ("noisy", noisy)):
+            kept = c != NOISE
+            assert silhouettes.loc[trial, name] == pytest.approx(silhouette_score(z[kept], c[kept]) * kept.mean(), abs=1e-5)
+            assert harabasz.loc[trial, name] == pytest.approx(calinski_harabasz_score(z[kept], c[kept]) * kept.mean(), rel=1e-5)
+
+
+def test_neighbour_agreement_is_chance_corrected() -> None:
+    from sklearn.neighbors import NearestNeighbors
+
+    from musicvae.selection import _neighbour_agreement
+
+    x, labels = genres(n_per=100, d=4)
+    x = x * 3
+    nearest = NearestNeighbors(n_neighbors=11).fit(x).kneighbors(x, return_distance=False)[:, 1:]
+    assert _neighbour_agreement(nearest, labels) > 0.5  # the true groups: neighbours share a cluster
+    random = np.random.default_rng(0).integers(0, 3, len(x))
+    assert abs(_neighbour_agreement(nearest, random)) < 0.05  # random groups of the same sizes: chance
+    one_giant = np.where(np.arange(len(x)) < 5, 1, 0)
+    assert abs(_neighbour_agreement(nearest, one_giant)) < 0.05  # one cluster of nearly everything says nothing
+
+
+def test_the_report_reads_the_sweeps_selection_back_from_mlflow(tmp_path) -> None:
+    """musicvae report shows the selection the sweep logged (selection.csv, the rule's params), not a re-ranking by the objective."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    from musicvae.report import write_report
+
+    x, labels = genres()
+    rng = np.random.default_rng(5)
+    clumps = rng.integers(0, 3, len(x))
+    embeddings = {10: [x + rng.normal(0, 0.3, x.shape).astype(np.float32) for _ in range(2)], 2: [np.eye(3)[clumps][:, :2] * 10 for _ in range(2)]}
+    cfg = SelectionConfig(sample=200)
+    table, clusters, spaces = run_methods(feature_set(x, labels), embeddings, cfg)
+    selection = select_methods(table, clusters, spaces, x, cfg)
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("selection", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(experiment_id, run_name="pick", tags={"musicvae.sweep": "pick", "musicvae.role": "sweep"}).info.run_id
+    params = {"objective": "silhouette", "mode": "max", "selection_rule": "combined", "selection_sample": "200", "selection_min_stability": "0.3"}
+    client.log_batch(parent, params=[Param(k, v) for k, v in params.items()], metrics=[Metric("selection_spaces", selection.n_spaces, 0, 0)])
+    client.log_text(parent, selection.scores.to_csv(index=False), "selection.csv")
+    for _, row in table.iterrows():
+        tags = {MLFLOW_PARENT_RUN_ID: parent, "musicvae.sweep": "pick", "musicvae.role": "trial"}
+        run = client.create_run(experiment_id, run_name=row["trial"], tags=tags).info.run_id
+        config = {"model": "vae", "latent_dim": row["latent_dim"], "clusterer": "kmeans", "seed": row["seed"]}
+        metrics = {m: row[m] for m in ("silhouette", "ari", "nmi", "largest_cluster", "seconds") if pd.notna(row[m])}
+        metrics["trial_seconds"] = 1.0
+        client.log_batch(run, params=[Param(k, str(v)) for k, v in config.items()], metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+        client.set_terminated(run, "FINISHED")
+    client.set_terminated(parent, "FINISHED")
+
+    written = write_report(uri, "selection", ["pick"], tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "pick" / "methods.md").read_text()
+    assert "- Selected by the 'combined' rule (label-free; " in markdown and "vae (latent_dim=10) + kmeans" in markdown
+    assert "regret 0.0000" in markdown and "objective: vae (latent_dim=2) + kmeans" in markdown
+    assert tmp_path / "reports" / "pick" / "selection.csv" in written
+
+
+def test_a_degenerate_clustering_has_no_input_scores_for_the_searcher() -> None:
+    x, _ = genres()
+    outliers = np.zeros(len(x), int)
+    outliers[np.argsort(x[:, 0])[-10:]] = 1  # everything in one cluster, the ten most extreme tracks apart
+    scores = input_metrics(x, outliers, np.arange(len(x)))
+    assert np.isnan(scores.values["input_silhouette"]) and "one cluster" in scores.notes["input_silhouette"]
+
+
+def test_a_sweep_with_no_finished_trial_selects_nothing() -> None:
+    from musicvae.selection import choose
+
+    table = pd.DataFrame({"trial": ["a"], "status": ["FAILED"], "method": ["vae + kmeans"]})
+    selection = select_methods(table, {}, {}, None, SelectionConfig())
+    assert selection.winner is None and "no finished" in selection.summary()
+    again = choose(pd.read_csv(io.StringIO(selection.scores.to_csv(index=False))), SelectionConfig(), 0, 0)  # as the report reads it back
+    assert again.winner is None
