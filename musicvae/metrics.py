@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn import metrics as skm
 from sklearn.metrics.cluster import contingency_matrix
+from sklearn.preprocessing import StandardScaler
 
 from musicvae.clustering import NOISE
 
@@ -52,14 +53,6 @@ def sample_rows(n: int, max_points: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
 
-def zscore(x: np.ndarray) -> np.ndarray:
-    """Columns to mean 0, std 1; constant columns dropped (they separate nothing)."""
-    x = np.asarray(x, dtype=np.float64)
-    std = x.std(axis=0)
-    keep = std > 1e-12
-    return (x[:, keep] - x[:, keep].mean(axis=0)) / std[keep]
-
-
 def input_metrics(inputs: np.ndarray, clusters: np.ndarray, rows: np.ndarray) -> Scores:
     """Silhouette and Calinski-Harabasz of a clustering in the z-scored input features, on the given rows.
 
@@ -79,7 +72,7 @@ def input_metrics(inputs: np.ndarray, clusters: np.ndarray, rows: np.ndarray) ->
         # as an objective that would steer the searcher to degenerate DBSCAN runs.
         reason = f"{DEGENERATE_SHARE:.0%}+ of the tracks in one cluster: not a grouping of the collection"
         return Scores(dict.fromkeys(names, math.nan), dict.fromkeys(names, reason))
-    scores = internal_metrics(zscore(inputs[rows]), clusters[rows], silhouette_sample=None)
+    scores = internal_metrics(StandardScaler().fit_transform(inputs[rows]), clusters[rows], silhouette_sample=None)
     clustered = float(np.mean(clusters[rows] != NOISE))  # noise scores 0, as in selection: discarding tracks must not pay
     values = {f"input_{m}": scores.values[m] * clustered for m in ("silhouette", "calinski_harabasz")}
     return Scores(values, {f"input_{m}": scores.notes[m] for m in ("silhouette", "calinski_harabasz") if m in scores.notes})

@@ -15,12 +15,15 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray import tune
+
+if TYPE_CHECKING:
+    from musicvae.selection import Selection
 
 SWEEP_TAG = "musicvae.sweep"
 ROLE_TAG = "musicvae.role"
@@ -208,7 +211,7 @@ def remove_forgotten_children(client: MlflowClient, experiment_id: str, parent_r
     return len(forgotten)
 
 
-def tag_selection(client: MlflowClient, run_id: str, selection: Any) -> None:
+def tag_selection(client: MlflowClient, run_id: str, selection: Selection) -> None:
     """The label-free choice as tags on the parent run, for the runs table and search ("tags.`musicvae.selected` = ...")."""
     tags = {"musicvae.selection_rule": selection.rule, "musicvae.selected": selection.winner or "none", "musicvae.selection_stable": str(selection.stable)}
     tags.update({f"musicvae.pick.{rule}": pick for rule, pick in selection.picks.items()})
