@@ -285,6 +285,20 @@ def methods_markdown_table(methods: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def selection_markdown_table(selection: Selection) -> str:
+    """Every rule's pick with its stability and, where the sweep has labels, its mean ARI and regret; the chosen rule in bold."""
+    labelled = selection.oracle is not None
+    headers = ["rule", "pick", "stability"] + (["ARI", "regret"] if labelled else [])
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---", "---"] + ["---:"] * (len(headers) - 2)) + "|"]
+    for rule, pick in selection.picks.items():
+        row = selection.row(pick)
+        cells = [f"**{rule}**" if rule == selection.rule else rule, _escape(pick), f"{row['stability']:.3f}"]
+        if labelled:
+            cells += [f"{row['ari']:.4f}", f"{selection.regret(pick):.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table_legend(methods: pd.DataFrame) -> str:
     """What the marks in the table mean; a mark the table does not use is not explained."""
     notes = ["Mean ± std over seeds (n: finished seeds).", "**Bold**: the best mean of each clustering metric."]
@@ -436,7 +450,8 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
         lines += ["", methods_markdown_table(methods), "", table_legend(methods)]
     lines += ["", f"{h}# Selection", ""]
     if sweep.selection is not None:
-        lines += [f"- {line.strip()}" for line in sweep.selection.summary().splitlines()]
+        lines += [f"- {line.strip()}" for line in sweep.selection.summary().splitlines() if "other rules' picks" not in line]
+        lines += ["", selection_markdown_table(sweep.selection)]
     else:
         lines += [f"- {line}" for line in selection_summary(table, sweep.metric, sweep.mode).splitlines()]
         lines.append("- (this sweep predates shared-space selection: the pick above is by its own objective)")

@@ -256,7 +256,9 @@ def test_the_report_reads_the_sweeps_selection_back_from_mlflow(tmp_path) -> Non
     written = write_report(uri, "selection", ["pick"], tmp_path / "reports")
     markdown = (tmp_path / "reports" / "pick" / "methods.md").read_text()
     assert "- Selected by the 'combined' rule (label-free; " in markdown and "vae (latent_dim=10) + kmeans" in markdown
-    assert "regret 0.0000" in markdown and "objective: vae (latent_dim=2) + kmeans" in markdown
+    assert "regret 0.0000" in markdown
+    assert "| **combined** | vae (latent_dim=10) + kmeans |" in markdown  # every rule's pick, the chosen rule in bold
+    assert "| objective | vae (latent_dim=2) + kmeans |" in markdown
     assert tmp_path / "reports" / "pick" / "selection.csv" in written
 
 
