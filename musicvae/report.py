@@ -34,11 +34,10 @@ from musicvae.leaderboard import TrialRecord, method_table, pareto_front, select
 from musicvae.metrics import DEGENERATE_SHARE
 from musicvae.selection import Selection, choose
 from musicvae.summary import metrics_heatmap
-from musicvae.tracking import ROLE_TAG, SWEEP_TAG
+from musicvae.tracking import ROLE_TAG, SWEEP_TAG, search_all_runs
 
 ERROR_TAG = "musicvae.error"  # why a trial failed
 STOPPED_TAG = "musicvae.stopped"  # why the scheduler stopped a trial
-PAGE_SIZE = 1000  # runs per search_runs call (MLflow's default page): a sweep of thousands of trials takes a few
 
 # Columns of methods.md. Quality metrics get a bold best; the diagnostics are context, not a ranking.
 QUALITY = ("silhouette", "calinski_harabasz", "davies_bouldin", "ari", "nmi", "purity")
@@ -80,18 +79,6 @@ class SweepRuns:
         return self.parent.info.run_id
 
 
-def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    """Every matching run, page by page (one search returns at most PAGE_SIZE)."""
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string, max_results=PAGE_SIZE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def _experiment_id(client: MlflowClient, experiment: str) -> str:
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -113,7 +100,7 @@ def find_parent_run(client: MlflowClient, experiment: str, name: str, run_id: st
         if run.data.tags.get(SWEEP_TAG) != name:
             raise ValueError(f"run {run_id} belongs to sweep '{run.data.tags.get(SWEEP_TAG)}', not '{name}'")
         return run
-    parents = _search_all(client, experiment_id, f"tags.`{ROLE_TAG}` = 'sweep'")
+    parents = search_all_runs(client, experiment_id, f"tags.`{ROLE_TAG}` = 'sweep'")
     matching = [run for run in parents if run.data.tags.get(SWEEP_TAG) == name]
     if not matching:
         known = sorted({run.data.tags.get(SWEEP_TAG, "") for run in parents} - {""})
@@ -171,7 +158,7 @@ def sweep_objectives(parent: Run) -> tuple[list[str], list[str]]:
 def read_sweep_runs(client: MlflowClient, experiment: str, name: str, run_id: str | None = None) -> SweepRuns:
     """The sweep's parent run and its trials, oldest trial first; ValueError naming what is missing."""
     parent = find_parent_run(client, experiment, name, run_id)
-    children = _search_all(client, parent.info.experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'")
+    children = search_all_runs(client, parent.info.experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'")
     children = sorted((run for run in children if run.data.tags.get(ROLE_TAG, "trial") == "trial"), key=lambda run: run.info.start_time)
     records, run_ids = [], {}
     for run in children:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray import tune
@@ -27,11 +27,24 @@ if TYPE_CHECKING:
 
 SWEEP_TAG = "musicvae.sweep"
 ROLE_TAG = "musicvae.role"
+PAGE_SIZE = 1000  # runs per search_runs call (MLflow's default page): a sweep of thousands of trials takes a few pages
 
 # Keys of a Tune result that are ours to log (Ray adds its own bookkeeping).
 RAY_FIELDS = frozenset(
     {"failed", "training_iteration", "time_this_iter_s", "timestamp", "time_since_restore", "iterations_since_restore", "pid", "date", "node_ip", "hostname", "done", "trial_id", "experiment_tag"}
 )
+
+
+def search_all_runs(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    """Every matching run, page by page: one ``search_runs`` call returns at most one page (PAGE_SIZE runs)."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=PAGE_SIZE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def connect(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
@@ -185,9 +198,7 @@ def trial_error(trial: Any) -> str:
 
 def close_unfinished_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
     """Mark any child still RUNNING as FAILED (the sweep was interrupted); returns how many."""
-    runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'"
-    )
+    runs = search_all_runs(client, experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'")
     for run in runs:
         client.set_tag(run.info.run_id, "musicvae.error", "sweep ended before this trial finished")
         client.set_terminated(run.info.run_id, status="FAILED")
@@ -202,7 +213,7 @@ def remove_forgotten_children(client: MlflowClient, experiment_id: str, parent_r
     would be duplicates. They are soft-deleted (``mlflow gc`` purges them;
     ``MlflowClient.restore_run`` brings one back). Returns how many.
     """
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'", max_results=10000)
+    runs = search_all_runs(client, experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'")
     forgotten = [run for run in runs if run.data.tags.get("ray.trial_id") not in known_trial_ids]
     for run in forgotten:
         client.set_tag(run.info.run_id, "musicvae.error", "lost in a crash before Tune's snapshot; replaced by a new trial on resume")

@@ -20,7 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from musicvae import figures, report
+from musicvae import figures, report, tracking
 from musicvae.cli import main
 from musicvae.report import read_sweep_runs, write_report
 
@@ -130,7 +130,7 @@ def markdown_rows(markdown: str) -> dict[str, dict[str, str]]:
 
 
 def test_reads_the_latest_parent_run_and_every_trial_status(store: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report, "PAGE_SIZE", 4)  # 9 children: three pages
+    monkeypatch.setattr(tracking, "PAGE_SIZE", 4)  # 9 children: three pages
     sweep = read_sweep_runs(store["client"], EXPERIMENT, "study")
     assert sweep.run_id == store["latest"]
     assert (sweep.metric, sweep.mode, sweep.objectives) == ("silhouette", "max", ["silhouette", "val_loss"])

@@ -124,6 +124,26 @@ def test_resume_deletes_the_runs_of_trials_tune_forgot(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # a thousand runs in SQLite: about 30 s
+def test_closing_and_forgetting_children_page_through_every_run(tmp_path: Path) -> None:
+    """More children than one page of MLflow's search results (1000): every one is closed, every forgotten one deleted."""
+    from mlflow.entities import RunTag
+
+    from musicvae import tracking
+
+    client, experiment_id = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}", "paging")
+    parent = client.create_run(experiment_id).info.run_id
+    for i in range(tracking.PAGE_SIZE + 5):
+        run = client.create_run(experiment_id).info.run_id  # tags in one batch: half the SQLite commits of create_run(tags=...)
+        client.log_batch(run, tags=[RunTag("mlflow.parentRunId", parent), RunTag("ray.trial_id", f"t{i}")])
+    children = f"tags.`mlflow.parentRunId` = '{parent}'"
+    assert len(tracking.search_all_runs(client, experiment_id, children)) == tracking.PAGE_SIZE + 5
+    assert close_unfinished_children(client, experiment_id, parent) == tracking.PAGE_SIZE + 5
+    assert tracking.search_all_runs(client, experiment_id, children + " and attributes.status = 'RUNNING'") == []
+    assert remove_forgotten_children(client, experiment_id, parent, {"t0", "t1"}) == tracking.PAGE_SIZE + 3
+    assert sorted(r.data.tags["ray.trial_id"] for r in tracking.search_all_runs(client, experiment_id, children)) == ["t0", "t1"]
+
+
 def test_quickstart_demo_runs_from_the_cli(tmp_path: Path) -> None:
     """The README's main job, exactly as a user runs it (in a scratch working directory)."""
     proc = subprocess.run(
