@@ -654,8 +654,13 @@ def _format_errors(exc: ValidationError) -> str:
             key, msg = f"space.{entry.group(1)}", entry.group(2)
         elif entry and "." in entry.group(1) and (not err["loc"] or entry.group(1).startswith(f"{key}.")):  # a model check names its key
             key, msg = entry.group(1), entry.group(2)
-        lines.append(f"  {key}: {msg}")
+        lines.append(f"  {_printable(key)}: {_printable(msg)}")
     return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """Control characters and line separators shown as escapes (a key of "\\r" must not break the message's lines); other unicode kept."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
 def parse_sweep(raw: Any, origin: str = "<sweep>") -> SweepConfig:

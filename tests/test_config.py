@@ -133,3 +133,12 @@ def test_grid_budget_is_the_number_of_distinct_configurations() -> None:
     # pca: 1 x (kmeans + 2 dbscan eps) = 3; vae: 2 beta x 3 = 6; times 2 seeds
     assert cfg.num_samples == (3 + 6) * 2
     assert parse_sweep({"name": "x"}).num_samples == 8
+
+
+def test_a_key_with_a_line_break_cannot_break_the_message_apart() -> None:
+    """Found by tests/test_config_fuzz.py: a key of "\\r" (or YAML's "\\N", U+0085) split the error over lines."""
+    for key in ("\r", "\x85", "a\u2028b"):
+        with pytest.raises(SweepFileError) as error:
+            parse_sweep({"name": "x", "space": {key: 1}, key: 2})
+        lines = str(error.value).splitlines()
+        assert len(lines) == 3 and all(line.startswith("  ") for line in lines[1:]), lines
