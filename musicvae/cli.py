@@ -2,6 +2,7 @@
 
     musicvae sweep FILE [--dry-run]     run (or just validate and print) a sweep
     musicvae sweep --resume NAME        continue an interrupted sweep (Tune state, Optuna study, MLflow parent run)
+    musicvae sync NAME                  re-log to MLflow what the sweep's Tune state holds and MLflow lacks
     musicvae data synth --out DIR       write the demo collection
     musicvae extract FILE               extract the sweep's features into the store, nothing else
     musicvae report NAME [NAME ...]     a finished sweep's tables and figures, from MLflow, into reports/<NAME>/
@@ -49,6 +50,15 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0
     outcome = run_sweep(cfg, sweep_yaml, resume=run_path, address=args.address)
     return 0 if (outcome.leaderboard["status"] == "OK").any() else 1
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from musicvae.sweep import find_run, sync_run
+
+    run_path = find_run(args.storage, args.name)
+    counts = sync_run(run_path)
+    print(f"Synced {run_path} to MLflow: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    return 0
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -110,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--storage", help=f"where to look for the run to resume (default: the sweep file's storage_path, else {DEFAULT_STORAGE})")
     sweep.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local Ray)")
     sweep.set_defaults(func=_sweep)
+
+    sync = commands.add_parser("sync", help="re-log to MLflow what a sweep's Tune results hold and MLflow lacks (after a long tracking outage)")
+    sync.add_argument("name", metavar="NAME", help="a sweep name (its latest run) or a run folder")
+    sync.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the sweeps' storage_path (default {DEFAULT_STORAGE})")
+    sync.set_defaults(func=_sync)
 
     data = commands.add_parser("data", help="demo data").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write the labelled synthetic demo collection")

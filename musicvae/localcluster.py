@@ -13,6 +13,7 @@ its process group) the way a machine dies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -35,6 +36,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc (Linux; elsewhere none are found and only the process group is killed)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # the field after the (command) is the state, then the parent
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
 @dataclass
 class LocalNode:
     name: str
@@ -42,11 +60,20 @@ class LocalNode:
     log: Path
 
     def kill(self) -> None:
-        """SIGKILL the node's processes (``ray start --block``, its raylet and its workers): a machine lost."""
+        """SIGKILL the node's processes (``ray start --block``, its raylet and its workers): a machine lost.
+
+        Ray starts each worker in a session of its own, outside the node's
+        process group, so they are found as the node's descendants and killed
+        with it: none may outlive its machine (and, say, still write a checkpoint).
+        """
+        workers = _descendants(self.process.pid)
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process.wait()
 
     def stop(self, timeout: float = 20.0) -> None:

@@ -34,9 +34,8 @@ from musicvae.leaderboard import TrialRecord, method_table, pareto_front, select
 from musicvae.metrics import DEGENERATE_SHARE
 from musicvae.selection import Selection, choose
 from musicvae.summary import metrics_heatmap
-from musicvae.tracking import ROLE_TAG, SWEEP_TAG, search_all_runs
+from musicvae.tracking import ERROR_TAG, ROLE_TAG, SWEEP_TAG, search_all_runs
 
-ERROR_TAG = "musicvae.error"  # why a trial failed
 STOPPED_TAG = "musicvae.stopped"  # why the scheduler stopped a trial
 
 # Columns of methods.md. Quality metrics get a bold best; the diagnostics are context, not a ranking.

@@ -89,6 +89,20 @@ def trial_title(params: TrialParams) -> str:
     return f"{params.model}{beta}{latent} + {params.clusterer}, seed {params.seed}"
 
 
+class StorageError(OSError):
+    """A checkpoint could not be written to the sweep's storage (e.g. the disk is full): not the trial's failure."""
+
+
+def report_checkpoint(metrics: dict[str, Any], directory: str) -> None:
+    """``tune.report`` with a checkpoint; Tune copies it to ``storage_path`` here, so a full disk raises here."""
+    from ray import tune
+
+    try:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+    except OSError as exc:
+        raise StorageError(f"could not save the trial's checkpoint to the sweep's storage ({exc}); free space, then musicvae sweep --resume") from exc
+
+
 def tune_trainable(
     config: dict[str, Any], data: FeatureSet, trials: TrialsConfig, resources: ResourcesConfig, cache_dir: str | None = None, selection: SelectionConfig | None = None
 ) -> None:
@@ -122,7 +136,7 @@ def tune_trainable(
             return
         with tempfile.TemporaryDirectory() as directory:
             state.save(directory)
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+            report_checkpoint(report, directory)
 
     try:
         result = run_trial(
@@ -146,7 +160,9 @@ def tune_trainable(
                 title=trial_title(params),
                 cache_dir=Path(cache_dir) / "projections" if cache_dir else None,
             )
-            tune.report({**result.metrics, **timing, **node, "notes": result.notes}, checkpoint=tune.Checkpoint.from_directory(directory))
+            report_checkpoint({**result.metrics, **timing, **node, "notes": result.notes}, directory)
+    except StorageError:
+        raise  # the sweep's storage, not the trial: Tune restarts the trial from its last checkpoint
     except Exception as exc:  # noqa: BLE001 - any error of the trial's own code is its result
         # Seeded trials fail the same way every time (a NaN loss, k > n): recorded as
         # failed, not raised, so FailureConfig's retries are kept for what a retry can
@@ -251,6 +267,21 @@ def find_run(storage: str, name: str) -> str:
     return f"{root.rstrip('/')}/{matches[-1]}"
 
 
+def sync_run(run_path: str) -> dict[str, int]:
+    """``musicvae sync``: re-log to MLflow whatever this sweep run's Tune state holds that MLflow lacks (:func:`tracking.sync_trials`)."""
+    from ray.tune import ExperimentAnalysis
+
+    from musicvae import tracking
+    from musicvae.config import parse_sweep
+
+    cfg = parse_sweep(yaml.safe_load(load_run_sweep(run_path)), origin=f"{run_path}/{SWEEP_FILE}")
+    saved = json.loads(_read_text(f"{run_path}/{RUN_FILE}"))
+    _, experiment_id = tracking.connect(saved["tracking_uri"], cfg.tracking.experiment)
+    callback = tracking.MLflowTrialCallback(saved["tracking_uri"], experiment_id, saved["parent_run_id"], cfg.name)
+    analysis = ExperimentAnalysis(run_path)
+    return tracking.sync_trials(callback, analysis.trials, analysis.trial_dataframes)
+
+
 def load_run_sweep(run_path: str) -> str:
     """The sweep file a run was started with (to resume it without the original file)."""
     return _read_text(f"{run_path}/{SWEEP_FILE}")
@@ -347,6 +378,28 @@ def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: s
             verbose=1,
         ),
     )
+
+
+def fit_settled(tuner: Any, run_path: str, trainable: Any, rounds: int) -> Any:
+    """``tuner.fit()``, then the trials Tune gave up on run again from their last checkpoint, at most ``rounds`` times.
+
+    Tune errors one of our trials only when its worker was lost (a trial's own
+    exception is a result, see :func:`tune_trainable`): after its restarts
+    (``trials.max_retries``) ran out, or, in Ray 2.60, at once when the worker
+    is lost while Tune hands it the next trial (``reuse_actors``): the actor's
+    failure requeues the trial and the failed ``reset`` task then errors it,
+    never started. Restoring the experiment with ``resume_errored`` runs them
+    again (a trial whose restarts ran out gets one more try a round).
+    """
+    from ray import tune
+
+    results = tuner.fit()
+    for round_ in range(1, rounds + 1):
+        if not results.num_errors:
+            break
+        print(f"{results.num_errors} trial(s) lost with their worker; running them again (round {round_} of {rounds})", flush=True)
+        results = tune.Tuner.restore(run_path, trainable, resume_unfinished=True, resume_errored=True).fit()
+    return results
 
 
 def select_sweep(cfg: SweepConfig, table: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet) -> Selection:
@@ -461,6 +514,9 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
                 forgotten = tracking.remove_forgotten_children(client, parent.experiment_id, parent.run_id, known)
                 if forgotten:
                     print(f"{forgotten} trial(s) began after Tune's last snapshot before the crash; their partial runs were deleted", flush=True)
+                synced = sync_run(run_path)  # what the crash (or a tracking outage) kept from MLflow
+                if any(synced.values()):
+                    print("Re-logged to MLflow from Tune's state: " + ", ".join(f"{n} {what}" for what, n in synced.items()), flush=True)
             else:
                 callback = tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name)
                 tuner = build_tuner(cfg, data, [callback], run_name)
@@ -468,7 +524,7 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
                 _write_text(f"{run_path}/{SWEEP_FILE}", sweep_yaml)
                 _write_text(f"{run_path}/{RUN_FILE}", json.dumps({"tracking_uri": parent.uri, "parent_run_id": parent.run_id}))
             print(f"Ray results: {run_path}\nIf interrupted, continue with: musicvae sweep --resume {run_name} --storage {storage_root(cfg.storage_path)}", flush=True)
-            results = tuner.fit()
+            results = fit_settled(tuner, run_path, build_trainable(cfg, data), cfg.trials.max_retries)
             metric, mode = cfg.search.primary, cfg.search.resolved_mode
             table = leaderboard(results, metric, mode)
             methods = method_table(table, metric, mode)

@@ -173,3 +173,15 @@ def synthesize_collection(out: str | Path, per_genre: int = 60, seed: int = 0, c
     metadata = pd.DataFrame(rows).sort_values("track_id", ignore_index=True)
     metadata.to_csv(out / "metadata.csv", index=False)
     return metadata
+
+
+def blobs_table(path: Path, n_per: int = 30, d: int = 8, seed: int = 0) -> Path:
+    """Three labelled Gaussian blobs as a feature table (``track_id``, ``label``, f0..): a sweep's data in a second, for tests and bench/."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (3, d))
+    x = np.concatenate([c + rng.normal(0, 0.5, (n_per, d)) for c in centres])
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(d)])
+    table.insert(0, "label", np.repeat(["a", "b", "c"], n_per))
+    table.insert(0, "track_id", [f"t{i:03d}" for i in range(len(table))])
+    table.to_csv(path, index=False)
+    return path

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 SWEEP_TAG = "musicvae.sweep"
 ROLE_TAG = "musicvae.role"
+ERROR_TAG = "musicvae.error"  # why a trial failed (its own error, or a lost worker)
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow's default page): a sweep of thousands of trials takes a few pages
 
 # Keys of a Tune result that are ours to log (Ray adds its own bookkeeping).
@@ -102,31 +103,41 @@ class MLflowTrialCallback(tune.Callback):
         )
         return runs[0].info.run_id if runs else None
 
+    def _run_for(self, trial: Any) -> str:
+        """The trial's child run: known, found (after a resume or a refit this callback is new, the runs are not), or created.
+
+        Every hook goes through here, so a trial that Tune gives up on before it
+        ever started (its worker lost while being reused) still gets its run.
+        """
+        if trial.trial_id in self.run_ids:
+            return self.run_ids[trial.trial_id]
+        run_id = self._existing_run(trial.trial_id)
+        if run_id is None:
+            config = dict(trial.config)
+            tags = {
+                MLFLOW_PARENT_RUN_ID: self.parent_run_id,
+                MLFLOW_RUN_NAME: str(trial),
+                SWEEP_TAG: self.sweep_name,
+                ROLE_TAG: "trial",
+                "ray.trial_id": trial.trial_id,
+                **{f"musicvae.{k}": str(config[k]) for k in ("model", "clusterer", "beta", "latent_dim", "seed") if k in config},
+            }
+            run_id = self.client.create_run(self.experiment_id, run_name=str(trial), tags=tags).info.run_id
+            self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
+        self.run_ids[trial.trial_id] = run_id
+        return run_id
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id in self.run_ids:  # a restarted trial keeps its run
-            return
-        existing = self._existing_run(trial.trial_id)
-        if existing:
-            self.run_ids[trial.trial_id] = existing
-            self.client.update_run(existing, status="RUNNING")
-            return
-        config = dict(trial.config)
-        tags = {
-            MLFLOW_PARENT_RUN_ID: self.parent_run_id,
-            MLFLOW_RUN_NAME: str(trial),
-            SWEEP_TAG: self.sweep_name,
-            ROLE_TAG: "trial",
-            "ray.trial_id": trial.trial_id,
-            **{f"musicvae.{k}": str(config[k]) for k in ("model", "clusterer", "beta", "latent_dim", "seed") if k in config},
-        }
-        run = self.client.create_run(self.experiment_id, run_name=str(trial), tags=tags)
-        self.run_ids[trial.trial_id] = run.info.run_id
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
+        known = trial.trial_id in self.run_ids
+        run_id = self._run_for(trial)
+        run = self.client.get_run(run_id)
+        if run.info.status != "RUNNING":  # a trial restarted after an interruption or a lost worker: running again
+            self.client.update_run(run_id, status="RUNNING")
+        if not known and ERROR_TAG in run.data.tags:  # what ended it last time is no longer true
+            self.client.delete_tag(run_id, ERROR_TAG)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        run_id = self.run_ids.get(trial.trial_id)
-        if not run_id:
-            return
+        run_id = self._run_for(trial)
         tags = []
         node = result.get("node_id")
         if node and self.nodes.get(trial.trial_id) != node:  # where it runs now (a restart may move it)
@@ -136,10 +147,9 @@ class MLflowTrialCallback(tune.Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune restarts a trial whose worker died: count it on the run (the run stays the same)."""
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id:
-            self.restarts[trial.trial_id] = self.restarts.get(trial.trial_id, 0) + 1
-            self.client.set_tag(run_id, "musicvae.restarts", str(self.restarts[trial.trial_id]))
+        run_id = self._run_for(trial)
+        self.restarts[trial.trial_id] = self.restarts.get(trial.trial_id, 0) + 1
+        self.client.set_tag(run_id, "musicvae.restarts", str(self.restarts[trial.trial_id]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """FINISHED with its artifacts; FAILED when the trial reported an error; KILLED when the scheduler stopped it.
@@ -150,37 +160,45 @@ class MLflowTrialCallback(tune.Callback):
         need no access to it; Tune has already persisted the checkpoint to the
         sweep's storage (local or a pyarrow URI) when this is called.
         """
-        run_id = self.run_ids.get(trial.trial_id)
-        if not run_id:
-            return
+        run_id = self._run_for(trial)
         result = trial.last_result or {}
-        if result.get("failed"):
-            self.client.log_batch(run_id, tags=[RunTag("musicvae.error", str(result.get("error", ""))[:5000])])
+        outcome = result_outcome(result)  # Tune calls this while the trial's status still says RUNNING
+        if outcome == "FAILED":
+            self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, str(result.get("error", ""))[:5000])])
             self.client.log_text(run_id, str(result.get("traceback", "")), "error.txt")
-            self.client.set_terminated(run_id, status="FAILED")
-            return
-        if "trial_seconds" not in result:  # stopped by the scheduler before it was clustered
+        elif outcome == "KILLED":
             reason = f"stopped early by the scheduler after epoch {result.get('epoch', '?')}"
             self.client.log_batch(run_id, tags=[RunTag("musicvae.stopped", reason)])
-            self.client.set_terminated(run_id, status="KILLED")
-            return
-        notes = result.get("notes") or {}
-        if notes:
-            self.client.log_batch(run_id, tags=[RunTag(f"musicvae.note.{k}", str(v)[:5000]) for k, v in notes.items()])
-        if trial.checkpoint is not None:
-            with trial.checkpoint.as_directory() as directory:
-                artifacts = Path(directory) / "artifacts"
-                if artifacts.is_dir():
-                    self.client.log_artifacts(run_id, str(artifacts))
-        self.client.set_terminated(run_id, status="FINISHED")
+        else:
+            notes = result.get("notes") or {}
+            if notes:
+                self.client.log_batch(run_id, tags=[RunTag(f"musicvae.note.{k}", str(v)[:5000]) for k, v in notes.items()])
+            if trial.checkpoint is not None:
+                with trial.checkpoint.as_directory() as directory:
+                    artifacts = Path(directory) / "artifacts"
+                    if artifacts.is_dir():
+                        self.client.log_artifacts(run_id, str(artifacts))
+        self.client.set_terminated(run_id, status=outcome)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune gave up on the trial: its worker died more often than ``trials.max_retries``."""
-        run_id = self.run_ids.get(trial.trial_id)
-        if not run_id:
-            return
-        self.client.log_batch(run_id, tags=[RunTag("musicvae.error", trial_error(trial))])
+        run_id = self._run_for(trial)
+        self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, trial_error(trial))])
         self.client.set_terminated(run_id, status="FAILED")
+
+
+def trial_outcome(trial: Any) -> str | None:
+    """The child run's final status for a Tune trial, or None while it still has to run (a ``--resume`` continues it)."""
+    if trial.status == "ERROR":  # Tune gave up: its worker kept dying
+        return "FAILED"
+    return result_outcome(trial.last_result or {}) if trial.status == "TERMINATED" else None
+
+
+def result_outcome(result: dict[str, Any]) -> str:
+    """FAILED when the trial raised or its loss went NaN, KILLED when the scheduler stopped it before it was scored, else FINISHED."""
+    if result.get("failed"):
+        return "FAILED"
+    return "FINISHED" if "trial_seconds" in result else "KILLED"
 
 
 def trial_error(trial: Any) -> str:
@@ -196,11 +214,54 @@ def trial_error(trial: Any) -> str:
     return (lines[-1] if lines else "unknown error")[:5000]
 
 
+def sync_trials(callback: MLflowTrialCallback, trials: list, histories: dict[str, Any]) -> dict[str, int]:
+    """Re-log whatever Tune's state holds and MLflow does not; idempotent (a second call logs nothing).
+
+    ``trials`` are Tune's (``ExperimentAnalysis(run_path).trials``) and
+    ``histories`` their result rows by trial id. For each trial: its child run
+    (created if missing), every metric value at a step MLflow lacks, and its
+    final status with its artifacts (FINISHED needs ``embedding.parquet``).
+    For when the tracking server was away longer than the client's retries.
+    """
+    counts = {"runs created": 0, "metric values": 0, "runs completed": 0}
+    client = callback.client
+    for trial in trials:
+        counts["runs created"] += callback._existing_run(trial.trial_id) is None
+        run_id = callback._run_for(trial)
+        counts["metric values"] += _fill_history(client, run_id, histories.get(trial.trial_id))
+        run = client.get_run(run_id)
+        node = (trial.last_result or {}).get("node_id")
+        if node and "ray.node_id" not in run.data.tags:
+            client.set_tag(run_id, "ray.node_id", node)
+        outcome = trial_outcome(trial)
+        logged = outcome != "FINISHED" or any(a.path == "embedding.parquet" for a in client.list_artifacts(run_id))
+        if outcome is not None and (run.info.status != outcome or not logged):
+            (callback.on_trial_error if trial.status == "ERROR" else callback.on_trial_complete)(0, trials, trial)
+            counts["runs completed"] += 1
+    return counts
+
+
+def _fill_history(client: MlflowClient, run_id: str, frame: Any) -> int:
+    """Log the (step, value) pairs of ``frame`` (Tune's result rows) that the run's metric histories lack."""
+    if frame is None or not len(frame) or "training_iteration" not in frame:
+        return 0
+    missing = []
+    for key in frame.columns:
+        if key in RAY_FIELDS or "/" in key or frame[key].dtype.kind not in "iuf":  # Ray's fields, config/*, text, flags
+            continue
+        have = {m.step for m in client.get_metric_history(run_id, key)}
+        rows = frame[["training_iteration", key]].dropna()
+        missing += [Metric(key, float(v), int(time.time() * 1000), int(step)) for step, v in rows.itertuples(index=False) if int(step) not in have]
+    for start in range(0, len(missing), 1000):  # MLflow takes at most 1000 metrics a batch
+        client.log_batch(run_id, metrics=missing[start : start + 1000])
+    return len(missing)
+
+
 def close_unfinished_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
     """Mark any child still RUNNING as FAILED (the sweep was interrupted); returns how many."""
     runs = search_all_runs(client, experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'")
     for run in runs:
-        client.set_tag(run.info.run_id, "musicvae.error", "sweep ended before this trial finished")
+        client.set_tag(run.info.run_id, ERROR_TAG, "sweep ended before this trial finished")
         client.set_terminated(run.info.run_id, status="FAILED")
     return len(runs)
 
@@ -216,7 +277,7 @@ def remove_forgotten_children(client: MlflowClient, experiment_id: str, parent_r
     runs = search_all_runs(client, experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'")
     forgotten = [run for run in runs if run.data.tags.get("ray.trial_id") not in known_trial_ids]
     for run in forgotten:
-        client.set_tag(run.info.run_id, "musicvae.error", "lost in a crash before Tune's snapshot; replaced by a new trial on resume")
+        client.set_tag(run.info.run_id, ERROR_TAG, "lost in a crash before Tune's snapshot; replaced by a new trial on resume")
         client.set_terminated(run.info.run_id, status="KILLED")
         client.delete_run(run.info.run_id)
     return len(forgotten)

@@ -23,10 +23,11 @@ import pytest
 import requests
 import yaml
 from mlflow.tracking import MlflowClient
+from test_sweep_trust import wait_until_healthy
 
 from musicvae.localcluster import LocalCluster, free_port
+from musicvae.synth import blobs_table
 from musicvae.tracking_server import postgres_binary
-from test_sweep_trust import blobs_table, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -132,7 +133,7 @@ def test_a_sweep_spreads_over_two_nodes_and_survives_losing_one(shared_dir: Path
         assert status == "SUCCEEDED", logs[-5000:]
 
     runs = trials()
-    assert len(runs) == budget and all(r.info.status == "FINISHED" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+    assert len(runs) == budget and all(r.info.status == "FINISHED" for r in runs), ([(r.info.run_name, r.info.status) for r in runs], logs[-5000:])
     lost = {r.info.run_id for r in on_worker}
     retried = [r for r in runs if r.info.run_id in lost]
     assert retried and all(int(r.data.tags.get("musicvae.restarts", "0")) >= 1 for r in retried)

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import requests
@@ -26,20 +25,9 @@ from optuna.trial import TrialState
 
 from musicvae.config import parse_sweep
 from musicvae.sweep import run_sweep
+from musicvae.synth import blobs_table
 
 pytestmark = pytest.mark.slow
-
-
-def blobs_table(path: Path, n_per: int = 30, d: int = 8, seed: int = 0) -> Path:
-    """Three labelled Gaussian blobs as a feature table: a sweep's data in a second, no audio."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 3, (3, d))
-    x = np.concatenate([c + rng.normal(0, 0.5, (n_per, d)) for c in centres])
-    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(d)])
-    table.insert(0, "label", np.repeat(["a", "b", "c"], n_per))
-    table.insert(0, "track_id", [f"t{i:03d}" for i in range(len(table))])
-    table.to_csv(path, index=False)
-    return path
 
 
 def sweep_dict(tmp_path: Path, name: str, space: dict, search: dict, tracking_uri: str | None = None, **extra) -> dict:
@@ -268,3 +256,35 @@ def test_a_sweep_logs_to_a_tracking_server_over_http(tmp_path: Path, mlflow_serv
     assert {"sweep.yaml", "leaderboard.csv", "methods.csv", "leaderboard.txt", "figures"} <= {f["path"] for f in parent_files}
     # The artifacts really went through the server into its artifact store.
     assert len(list(artifact_root.rglob("embedding.parquet"))) == 8
+
+
+def test_sync_re_logs_what_mlflow_lost_and_only_once(tmp_path: Path) -> None:
+    """``musicvae sync``: a child run lost from MLflow and one left RUNNING (a tracking outage) come back from Tune's state; a second sync logs nothing."""
+    space = {"model": ["pca", "vae"], "epochs": 6, "latent_dim": 3}
+    cfg = parse_sweep(sweep_dict(tmp_path, "sync", space, {"sampler": "grid", "max_concurrent_trials": 2}, trials={"figures": [], "checkpoint_every": 2}))
+    outcome = run_sweep(cfg)
+    client = MlflowClient(outcome.tracking_uri)
+    before = {r.data.tags["ray.trial_id"]: r for r in children_of(client, outcome.experiment_id, outcome.parent_run_id)}
+    vae, pca = (next(r for r in before.values() if r.data.params["model"] == m) for m in ("vae", "pca"))
+    vae_history = [(m.step, m.value) for m in client.get_metric_history(vae.info.run_id, "train_loss")]
+    assert len(vae_history) == 6
+    client.delete_run(vae.info.run_id)  # as if never logged
+    client.update_run(pca.info.run_id, status="RUNNING")  # as if its completion never arrived
+
+    def sync() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "musicvae.cli", "sync", "sync", "--storage", str(tmp_path / "ray_results")], capture_output=True, text=True, timeout=300
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    first = sync()
+    assert "1 runs created" in first and "2 runs completed" in first, first  # the lost run, and the one left RUNNING
+    after = {r.data.tags["ray.trial_id"]: r for r in children_of(client, outcome.experiment_id, outcome.parent_run_id)}
+    assert sorted(after) == sorted(before) and all(r.info.status == "FINISHED" for r in after.values())
+    restored = after[vae.data.tags["ray.trial_id"]]
+    assert restored.info.run_id != vae.info.run_id and restored.data.params == vae.data.params
+    assert sorted((m.step, m.value) for m in client.get_metric_history(restored.info.run_id, "train_loss")) == sorted(vae_history)
+    assert {a.path for a in client.list_artifacts(restored.info.run_id)} >= {"embedding.parquet", "latents.json", "model"}
+    assert restored.data.metrics["silhouette"] == vae.data.metrics["silhouette"]
+    assert "0 runs created, 0 metric values, 0 runs completed" in sync()  # idempotent
