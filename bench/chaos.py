@@ -180,7 +180,7 @@ class Harness:
                 if not _wait(lambda: resumed.poll() is not None, deadline):
                     resumed.kill()
                     return injected, ["the resumed sweep did not end in time"]
-            return injected, violations(client, name, _run_path(self.storage, name))
+            return injected, violations(client, name, _run_path(self.storage, name), self.epochs, exactly_once=fault == "tracking")
         finally:
             if driver.poll() is None:
                 os.killpg(driver.pid, signal.SIGKILL)
@@ -253,8 +253,13 @@ def _run_path(storage: Path, name: str) -> Path | None:
     return runs[-1] if runs else None
 
 
-def violations(client: MlflowClient, name: str, run_path: Path | None) -> list[str]:
-    """What is wrong with a finished sweep: the invariants of a sweep that lost nothing and doubled nothing."""
+def violations(client: MlflowClient, name: str, run_path: Path | None, epochs: int, exactly_once: bool = False) -> list[str]:
+    """What is wrong with a finished sweep: the invariants of a sweep that lost nothing and doubled nothing.
+
+    Every epoch's loss is in MLflow; ``exactly_once`` (no trial restarted, as
+    in a tracking outage) also wants each epoch logged once: a write retried
+    after it had landed would show twice.
+    """
     from ray.tune import ExperimentAnalysis
 
     found = client.get_experiment_by_name(name)
@@ -280,6 +285,9 @@ def violations(client: MlflowClient, name: str, run_path: Path | None) -> list[s
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         if not {"embedding.parquet", "model"} <= artifacts:
             problems.append(f"latent_dim {dim}: artifacts {sorted(artifacts)} lack the embedding or the model")
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+        if set(steps) != set(range(1, epochs + 1)) or (exactly_once and len(steps) != epochs):
+            problems.append(f"latent_dim {dim}: train_loss logged at {len(set(steps))} distinct epochs of {epochs}, {len(steps)} values")
     problems += [f"runs of no configuration of the budget: latent_dim {dim}" for dim in by_config]
 
     trials = ExperimentAnalysis(str(run_path)).trials

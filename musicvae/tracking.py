@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 SWEEP_TAG = "musicvae.sweep"
 ROLE_TAG = "musicvae.role"
 ERROR_TAG = "musicvae.error"  # why a trial failed (its own error, or a lost worker)
+RESTARTS_TAG = "musicvae.restarts"  # how often Tune restarted the trial after its worker died
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow's default page): a sweep of thousands of trials takes a few pages
 
 # Keys of a Tune result that are ours to log (Ray adds its own bookkeeping).
@@ -148,8 +149,10 @@ class MLflowTrialCallback(tune.Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune restarts a trial whose worker died: count it on the run (the run stays the same)."""
         run_id = self._run_for(trial)
-        self.restarts[trial.trial_id] = self.restarts.get(trial.trial_id, 0) + 1
-        self.client.set_tag(run_id, "musicvae.restarts", str(self.restarts[trial.trial_id]))
+        if trial.trial_id not in self.restarts:  # counted on the run before a resume or a refit
+            self.restarts[trial.trial_id] = int(self.client.get_run(run_id).data.tags.get(RESTARTS_TAG, 0))
+        self.restarts[trial.trial_id] += 1
+        self.client.set_tag(run_id, RESTARTS_TAG, str(self.restarts[trial.trial_id]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """FINISHED with its artifacts; FAILED when the trial reported an error; KILLED when the scheduler stopped it.
