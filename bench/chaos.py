@@ -180,7 +180,10 @@ class Harness:
                 if not _wait(lambda: resumed.poll() is not None, deadline):
                     resumed.kill()
                     return injected, ["the resumed sweep did not end in time"]
-            return injected, violations(client, name, _run_path(self.storage, name), self.epochs, exactly_once=fault == "tracking")
+            problems = violations(client, name, _run_path(self.storage, name), self.epochs, exactly_once=fault == "tracking")
+            if problems:  # what the sweep itself said last
+                problems.append(f"sweep exit code {driver.returncode}; its log ends: " + " | ".join(_tail(self.root / f"{name}.log")))
+            return injected, problems
         finally:
             if driver.poll() is None:
                 os.killpg(driver.pid, signal.SIGKILL)
@@ -239,6 +242,10 @@ def _reporting(client: MlflowClient, experiment: str) -> bool:
     except Exception:  # noqa: BLE001 - the server may be busy; ask again
         return False
     return any("ray.node_id" in r.data.tags for r in runs)
+
+
+def _tail(log: Path, lines: int = 4) -> list[str]:
+    return [line.strip()[:300] for line in log.read_text(errors="replace").splitlines() if line.strip()][-lines:]
 
 
 def _unfinished(run_path: Path | None) -> bool:
