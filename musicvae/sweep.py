@@ -269,15 +269,20 @@ def find_run(storage: str, name: str) -> str:
 
 def sync_run(run_path: str) -> dict[str, int]:
     """``musicvae sync``: re-log to MLflow whatever this sweep run's Tune state holds that MLflow lacks (:func:`tracking.sync_trials`)."""
-    from ray.tune import ExperimentAnalysis
-
     from musicvae import tracking
     from musicvae.config import parse_sweep
 
     cfg = parse_sweep(yaml.safe_load(load_run_sweep(run_path)), origin=f"{run_path}/{SWEEP_FILE}")
     saved = json.loads(_read_text(f"{run_path}/{RUN_FILE}"))
     _, experiment_id = tracking.connect(saved["tracking_uri"], cfg.tracking.experiment)
-    callback = tracking.MLflowTrialCallback(saved["tracking_uri"], experiment_id, saved["parent_run_id"], cfg.name)
+    return _sync(run_path, tracking.MLflowTrialCallback(saved["tracking_uri"], experiment_id, saved["parent_run_id"], cfg.name))
+
+
+def _sync(run_path: str, callback: Any) -> dict[str, int]:
+    from ray.tune import ExperimentAnalysis
+
+    from musicvae import tracking
+
     analysis = ExperimentAnalysis(run_path)
     return tracking.sync_trials(callback, analysis.trials, analysis.trial_dataframes)
 
@@ -514,7 +519,8 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
                 forgotten = tracking.remove_forgotten_children(client, parent.experiment_id, parent.run_id, known)
                 if forgotten:
                     print(f"{forgotten} trial(s) began after Tune's last snapshot before the crash; their partial runs were deleted", flush=True)
-                synced = sync_run(run_path)  # what the crash (or a tracking outage) kept from MLflow
+                # What the crash (or a tracking outage) kept from MLflow, into the parent run opened above.
+                synced = _sync(run_path, tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name))
                 if any(synced.values()):
                     print("Re-logged to MLflow from Tune's state: " + ", ".join(f"{n} {what}" for what, n in synced.items()), flush=True)
             else:

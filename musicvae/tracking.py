@@ -228,11 +228,14 @@ def sync_trials(callback: MLflowTrialCallback, trials: list, histories: dict[str
     """
     counts = {"runs created": 0, "metric values": 0, "runs completed": 0}
     client = callback.client
+    children = search_all_runs(client, callback.experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{callback.parent_run_id}'")
+    runs = {r.data.tags.get("ray.trial_id"): r for r in children}  # one search, not one per trial
+    callback.run_ids.update({trial_id: r.info.run_id for trial_id, r in runs.items() if trial_id})
     for trial in trials:
-        counts["runs created"] += callback._existing_run(trial.trial_id) is None
+        counts["runs created"] += trial.trial_id not in runs
         run_id = callback._run_for(trial)
         counts["metric values"] += _fill_history(client, run_id, histories.get(trial.trial_id))
-        run = client.get_run(run_id)
+        run = runs.get(trial.trial_id) or client.get_run(run_id)
         node = (trial.last_result or {}).get("node_id")
         if node and "ray.node_id" not in run.data.tags:
             client.set_tag(run_id, "ray.node_id", node)
