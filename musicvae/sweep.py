@@ -50,6 +50,8 @@ def describe_plan(cfg: SweepConfig) -> str:
         )
     if cfg.data.text is not None:
         lines.append(f"Text: {cfg.data.text.method} embeddings of {', '.join(cfg.data.text.columns)}" + (" + lyrics" if cfg.data.text.lyrics else ""))
+    if cfg.data.group_by:
+        lines.append(f"Metadata groups: embeddings pooled by {' + '.join(cfg.data.group_by)} before clustering (metadata, not labels)")
     trials = cfg.trials
     lines += [
         f"Standardise features: {cfg.data.standardize}",
@@ -86,7 +88,8 @@ def trial_title(params: TrialParams) -> str:
     """A figure title that says what was run: 'vae β=4 latent 32 + kmeans, seed 1'."""
     beta = f" β={params.beta:.3g}" if params.model in VARIATIONAL_MODELS else ""
     latent = f" latent {params.latent_dim}" if params.model != "raw" else ""
-    return f"{params.model}{beta}{latent} + {params.clusterer}, seed {params.seed}"
+    manifold = f" → UMAP {params.manifold_dim}" if params.manifold == "umap" else ""
+    return f"{params.model}{beta}{latent}{manifold} + {params.clusterer}, seed {params.seed}"
 
 
 class StorageError(OSError):
@@ -148,6 +151,7 @@ def tune_trainable(
             checkpoint_every=trials.checkpoint_every,
             silhouette_sample=trials.silhouette_sample,
             selection=selection,
+            cache_dir=Path(cache_dir) / "manifolds" if cache_dir else None,
         )
         with tempfile.TemporaryDirectory() as directory:
             timing = write_artifacts(
@@ -438,6 +442,7 @@ def _sweep_params(cfg: SweepConfig, data: FeatureSet) -> dict[str, Any]:
         "n_features": data.features.shape[1],
         "n_labels": data.n_labels or 0,
         "n_skipped": len(data.skipped),
+        "group_by": ",".join(cfg.data.group_by or []) or "none",  # metadata pooled into the embeddings, said where results are read
         "objective": ",".join(cfg.search.metrics),
         "mode": ",".join(cfg.search.modes),
         "sampler": cfg.search.sampler,

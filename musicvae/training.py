@@ -158,11 +158,16 @@ def train_model(
     seed: int,
     device: torch.device,
     kl_warmup_epochs: int = 0,
+    free_bits: float = 0.0,
     resume: TrainingState | None = None,
     checkpoint_every: int = 0,
     on_epoch: Callable[[EpochStats, TrainingState | None], None] | None = None,
 ) -> list[EpochStats]:
     """Adam on reconstruction + β·KL, with a held-out split for the ELBO.
+
+    A model with ``pretrain_epochs`` (VaDE) trains on the reconstruction alone
+    for those epochs, then gets ``initialise_prior(posterior means of the
+    training split)`` before the KL term (and its warm-up) begins.
 
     ``on_epoch`` sees every epoch (Tune reports there) and, every
     ``checkpoint_every`` epochs and at the last one, a :class:`TrainingState`
@@ -186,14 +191,17 @@ def train_model(
         history, first = list(resume.history), resume.epoch + 1
 
     train_index, val_index = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+    pretrain = getattr(model, "pretrain_epochs", 0)  # VaDE: reconstruction alone first, then its prior from the latents
     for epoch in range(first, epochs + 1):
+        if pretrain and epoch == pretrain + 1:
+            model.initialise_prior(encode(model, {k: v[train_idx] for k, v in inputs.items()}, device)[0], seed=seed)
         model.train()
-        epoch_beta = beta_at(epoch, beta, kl_warmup_epochs)
+        epoch_beta = 0.0 if epoch <= pretrain else beta_at(epoch - pretrain, beta, kl_warmup_epochs)
         order = train_index[torch.randperm(len(train_index), generator=generator)]
         total = 0.0
         for start in range(0, len(order), batch_size):
             part = order[start : start + batch_size]
-            terms = elbo(model, data.batch(part), epoch_beta)
+            terms = elbo(model, data.batch(part), epoch_beta, free_bits)
             if not torch.isfinite(terms.loss):
                 raise NonFiniteLossError(f"loss became {terms.loss.item()} at epoch {epoch} (lr={lr}, beta={beta})")
             optimizer.zero_grad()

@@ -6,6 +6,7 @@ benchmarked on its own; :mod:`musicvae.sweep` wraps it for Tune.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -21,13 +22,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from musicvae.clustering import cluster, resample_stability
+from musicvae.clustering import Clustering, cluster, resample_stability
 from musicvae.config import K_CLUSTERERS, SelectionConfig, TrialParams
 from musicvae.dataset import FeatureSet
 from musicvae.disentanglement import DisentanglementReport, analyse_latents
-from musicvae.metrics import all_metrics, input_metrics, sample_rows
+from musicvae.idec import refine
+from musicvae.manifold import clustering_space
+from musicvae.metrics import DEGENERATE_SHARE, all_metrics, input_metrics, sample_rows
 from musicvae.models import build_model
 from musicvae.models.pca import pca_embedding
+from musicvae.models.vade import VaDE
 from musicvae.training import EpochStats, TrainingState, encode, pick_device, seed_everything, train_model
 
 
@@ -101,12 +105,13 @@ def embed(
         return Embedded(embedding, {**metrics, "fit_seconds": time.perf_counter() - start})
     torch_device = pick_device(device)
     inputs = model_inputs(params, data)
-    model = build_model(params, inputs)
+    model = build_model(params, inputs, n_components=params.n_clusters or data.n_labels)
     history = train_model(
         model,
         inputs,
         beta=0.0 if params.model == "ae" else params.beta,
         kl_warmup_epochs=params.kl_warmup_epochs,
+        free_bits=params.free_bits,
         epochs=params.epochs,
         lr=params.lr,
         batch_size=params.batch_size,
@@ -124,9 +129,21 @@ def embed(
 
 
 def evaluate(
-    params: TrialParams, data: FeatureSet, embedded: Embedded, *, silhouette_sample: int | None = 10000, selection: SelectionConfig | None = None
+    params: TrialParams,
+    data: FeatureSet,
+    embedded: Embedded,
+    *,
+    silhouette_sample: int | None = 10000,
+    selection: SelectionConfig | None = None,
+    cache_dir: Path | None = None,
 ) -> TrialResult:
     """Cluster the embedding and score it: own-space metrics, the label-free scores selection compares, labels if known.
+
+    The clusterer gets :func:`~musicvae.manifold.clustering_space` of the
+    embedding (pooled by metadata group, mapped by UMAP, when configured;
+    UMAP fits cached in ``cache_dir``); clusterer ``idec`` instead refines a
+    copy of the trained model and clusters its refined embedding, and ``vade``
+    reads VaDE's own q(c|x). The latent analysis is of the model's own embedding.
 
     Besides the metrics in the trial's own embedding it records the same
     clustering scored in the z-scored inputs on the sweep's shared row sample
@@ -135,25 +152,69 @@ def evaluate(
     """
     selection = selection or SelectionConfig()
     n_clusters = resolve_n_clusters(params, data)
-    embedding = embedded.embedding
     start = time.perf_counter()
     options = {"linkage": params.linkage, "eps": params.eps, "min_samples": params.min_samples}
-    clustering = cluster(embedding, params.clusterer, n_clusters, seed=params.seed, **options)
+    if params.clusterer == "idec":
+        embedding, clustering, idec_metrics = idec_clusters(params, data, embedded, n_clusters)
+        metrics = {**embedded.metrics, **idec_metrics, "space_seconds": 0.0}
+        stability_method = "kmeans"  # of the refined embedding: refining anew per subsample would train two more models
+    elif params.clusterer == "vade":
+        embedding, clustering = embedded.embedding, vade_clusters(params, embedded)
+        metrics = {**embedded.metrics, "space_seconds": 0.0}
+        stability_method = "gmm"  # VaDE's prior is a mixture; the subsamples refit one rather than retrain the model
+    else:
+        embedding = clustering_space(params, embedded.embedding, data.groups, cache_dir)
+        metrics = {**embedded.metrics, "space_seconds": time.perf_counter() - start}
+        start = time.perf_counter()
+        clustering, stability_method = cluster(embedding, params.clusterer, n_clusters, seed=params.seed, **options), params.clusterer
     scores = all_metrics(embedding, clustering.labels, data.labels, silhouette_sample=silhouette_sample, seed=params.seed)
-    metrics = {**embedded.metrics, "cluster_seconds": time.perf_counter() - start}
+    metrics["cluster_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     rows = sample_rows(len(embedding), selection.sample, selection.seed)
     comparable = input_metrics(data.features, clustering.labels, rows)
     options["eps"] = clustering.params.get("eps", params.eps)  # both subsamples use the radius chosen on all rows
-    metrics["resample_stability"] = resample_stability(embedding, params.clusterer, n_clusters, params.seed, selection.subsample, **options)
+    metrics["resample_stability"] = resample_stability(embedding, stability_method, n_clusters, params.seed, selection.subsample, **options)
     metrics["selection_seconds"] = time.perf_counter() - start
-    latents = analyse_latents(embedding, embedded.logvar, data.labels, seed=params.seed)
+    latents = analyse_latents(embedded.embedding, embedded.logvar, data.labels, seed=params.seed)
     metrics.update(scores.values, **comparable.values, **latents.metrics(), **{f"chosen_{k}": v for k, v in clustering.params.items()})
-    metrics.update(embedding_dim=float(embedding.shape[1]), trial_seconds=metrics["fit_seconds"] + metrics["cluster_seconds"])
+    metrics.update(embedding_dim=float(embedding.shape[1]), trial_seconds=metrics["fit_seconds"] + metrics["space_seconds"] + metrics["cluster_seconds"])
     if n_clusters is not None:
         metrics["n_clusters"] = float(n_clusters)
     notes = {**scores.notes, **comparable.notes}
     return TrialResult(metrics, notes, embedding, clustering.labels, latents, embedded.history, embedded.model)
+
+
+def idec_clusters(params: TrialParams, data: FeatureSet, embedded: Embedded, n_clusters: int) -> tuple[np.ndarray, Clustering, dict[str, float]]:
+    """IDEC on the trained model (:mod:`musicvae.idec`): the refined embedding, its clusters and what the refinement did."""
+    if embedded.model is None:
+        raise ValueError(f"clusterer idec refines a trained encoder; model '{params.model}' has none (use kmeans, or a neural model)")
+    model = copy.deepcopy(embedded.model)  # the trained model stays as it was for the artifacts and other clusterers
+    device = next(model.parameters()).device
+    beta = 0.0 if params.model == "ae" else params.beta
+    options = {"gamma": params.idec_gamma, "epochs": params.idec_epochs, "lr": params.idec_lr, "batch_size": params.batch_size}
+    result = refine(model, model_inputs(params, data), n_clusters, beta=beta, seed=params.seed, device=device, **options)
+    return result.embedding, Clustering(result.labels), {"idec_epochs_run": float(result.epochs), "idec_changed": result.changed}
+
+
+def vade_clusters(params: TrialParams, embedded: Embedded) -> Clustering:
+    """VaDE's own clusters, argmax q(c|x); a collapse to one component is the trial's failure, with its size."""
+    model = embedded.model
+    if not isinstance(model, VaDE):
+        raise ValueError(f"clusterer vade reads VaDE's cluster posterior; model '{params.model}' is not vade (use model: vade)")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        labels = model.responsibilities(torch.as_tensor(embedded.embedding, device=device)).argmax(dim=1).cpu().numpy()
+    largest = np.bincount(labels).max() / len(labels)
+    if largest >= DEGENERATE_SHARE:
+        raise VaDECollapse(
+            f"VaDE collapsed: q(c|x) puts {largest:.0%} of the tracks in one of {len(model.logits)} components "
+            f"(try more vade_pretrain_epochs, a lower beta or lr)"
+        )
+    return Clustering(labels)
+
+
+class VaDECollapse(RuntimeError):
+    """VaDE's mixture prior collapsed onto one component: a failed trial, never a silent one-cluster result."""
 
 
 def run_trial(
@@ -166,11 +227,12 @@ def run_trial(
     checkpoint_every: int = 0,
     silhouette_sample: int | None = 10000,
     selection: SelectionConfig | None = None,
+    cache_dir: Path | None = None,
 ) -> TrialResult:
-    """Embed, cluster and score; ``on_epoch``/``resume``/``checkpoint_every`` as in :func:`~musicvae.training.train_model`."""
+    """Embed, cluster and score; ``on_epoch``/``resume``/``checkpoint_every`` as in :func:`~musicvae.training.train_model`, ``cache_dir`` as in :func:`evaluate`."""
     resolve_n_clusters(params, data)  # fail on a missing k before training, not after
     embedded = embed(params, data, on_epoch=on_epoch, device=device, resume=resume, checkpoint_every=checkpoint_every)
-    return evaluate(params, data, embedded, silhouette_sample=silhouette_sample, selection=selection)
+    return evaluate(params, data, embedded, silhouette_sample=silhouette_sample, selection=selection, cache_dir=cache_dir)
 
 
 def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: Path | None) -> np.ndarray:

@@ -50,3 +50,17 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def known_mixture():
+    """400 tracks from four well separated Gaussian blobs in 12 standardised features, labelled by blob."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import make_blobs
+
+    from musicvae.dataset import FeatureSet
+
+    x, labels = make_blobs(400, n_features=12, centers=4, cluster_std=1.5, random_state=0)
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    return FeatureSet([f"t{i}" for i in range(400)], x, [f"f{i}" for i in range(12)], labels, list("abcd"), pd.DataFrame())

@@ -12,7 +12,7 @@ from musicvae.models import build_model
 from musicvae.models.conv_vae import ConvVAE
 from musicvae.models.multimodal_vae import MultimodalVAE, product_of_experts
 from musicvae.models.pca import pca_embedding
-from musicvae.models.vae import MLPVAE, elbo
+from musicvae.models.vae import MLPVAE, elbo, kl_divergence
 from musicvae.training import NonFiniteLossError, TrainingState, beta_at, encode, pick_device, seed_everything, train_model
 from musicvae.trial import run_trial
 
@@ -104,6 +104,28 @@ def test_beta_scales_the_kl_term() -> None:
     assert (four.loss - zero.loss).item() == pytest.approx(4 * zero.kl.item(), rel=1e-5)
 
 
+def test_free_bits_floor_each_dimensions_kl_in_the_loss_only() -> None:
+    """A dimension whose KL is below λ costs λ and gets no push towards the prior; the reported KL is the true one."""
+    net, batch = batch_for("vae")
+    torch.manual_seed(0)
+    plain = elbo(net, batch, beta=2.0)
+    torch.manual_seed(0)
+    floored = elbo(net, batch, beta=2.0, free_bits=5.0)
+    out = net(batch)
+    per_dimension = kl_divergence(out.mu, out.logvar).mean(dim=0)
+    assert (per_dimension < 5.0).all()  # a fresh network: every dimension is below the floor
+    assert floored.kl.item() == pytest.approx(plain.kl.item())
+    assert floored.loss.item() == pytest.approx(floored.reconstruction.item() + 2.0 * 5.0 * out.mu.shape[1], rel=1e-5)
+    net.zero_grad()
+    torch.manual_seed(0)
+    elbo(net, batch, beta=2.0, free_bits=5.0).loss.backward()
+    kl_free = net.head.to_logvar.weight.grad.clone()
+    net.zero_grad()
+    torch.manual_seed(0)
+    elbo(net, batch, beta=0.0).loss.backward()
+    torch.testing.assert_close(kl_free, net.head.to_logvar.weight.grad)  # the floored KL adds no gradient
+
+
 def test_autoencoder_is_deterministic_and_has_no_kl() -> None:
     net, batch = batch_for("ae")
     net.train()
@@ -182,6 +204,30 @@ def test_text_weight_scales_only_the_text_error() -> None:
     text = ((out.recon["text"] - batch["text"]) ** 2).sum(1) * 10 / 40  # rescaled to the audio's 10 values
     assert torch.allclose(light.reconstruction(batch, out), audio + text)
     assert torch.allclose(heavy.reconstruction(batch, out), audio + 3 * text)
+
+
+def test_the_multimodal_elbo_adds_each_expert_alone() -> None:
+    """MVAE's sub-sampled ELBO: joint + audio alone (no text term) + text alone (no audio term)."""
+    torch.manual_seed(0)
+    net = MultimodalVAE(text_dim=16, latent_dim=4, hidden_dim=16, n_features=10)
+    batch = {"features": torch.randn(5, 10), "text": torch.randn(5, 16), "text_mask": torch.ones(5)}
+    audio_only, text_only = net.subsets(batch)
+    assert torch.allclose(net.encode(audio_only)[0], net.encode({**batch, "text_mask": torch.zeros(5)})[0])
+    text_mu, text_logvar = net.text_encoder(batch["text"])
+    assert torch.allclose(net.encode(text_only)[0], product_of_experts([text_mu], [text_logvar], [torch.ones(5, 1)])[0])
+    out = net(text_only)
+    assert torch.allclose(net.reconstruction(text_only, out), ((out.recon["text"] - batch["text"]) ** 2).sum(1) * 10 / 16)  # no audio term
+
+    def one(b: dict, beta: float) -> torch.Tensor:
+        part = net(b)
+        return net.reconstruction(b, part).mean() + beta * kl_divergence(part.mu, part.logvar).sum(1).mean()
+
+    torch.manual_seed(3)
+    terms = elbo(net, batch, beta=2.0)
+    torch.manual_seed(3)
+    expected = [one(b, 2.0) for b in (batch, audio_only, text_only)]  # the same draws, in the same order
+    assert torch.allclose(terms.loss, sum(expected))
+    assert torch.allclose(terms.reconstruction + 2.0 * terms.kl, expected[0])  # what is reported is the joint ELBO
 
 
 # --------------------------------------------------- determinism and resume

@@ -50,7 +50,7 @@ def test_searcher_pickles_for_tune_checkpoints() -> None:
 def test_describe_space() -> None:
     cfg = parse_sweep({"name": "t", "space": {"beta": {"low": 0.5, "high": 8, "log": True}, "model": ["vae"]}})
     text = "\n".join(describe_space(cfg.space))
-    assert "float log [0.5, 8]" in text and "only when model in [vae, conv_vae, multimodal_vae]" in text
+    assert "float log [0.5, 8]" in text and "only when model in [vae, conv_vae, multimodal_vae, vade]" in text
 
 
 @pytest.mark.parametrize("metric, mode", [("silhouette", "max"), ("davies_bouldin", "min"), ("calinski_harabasz", "max")])

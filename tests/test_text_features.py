@@ -233,6 +233,17 @@ def test_tfidf_shape_determinism_and_similarity() -> None:
     assert cosine(a[3], a[4]) > cosine(a[3], a[2])
 
 
+def test_char_tfidf_tells_names_apart_by_their_spelling_alone() -> None:
+    """Names carry identity, not meaning: one artist's two spellings are near, a different artist is far; no word block."""
+    names = ["The Dreamers", "Dreamers, The", "Cataclysm Orchestra", "Cataclysm Orch.", "Nina Blue"]
+    missing = np.zeros(len(names), dtype=bool)
+    chars = tfidf_embeddings(names, missing, dim=384, seed=0, words=False)
+    both = tfidf_embeddings(names, missing, dim=384, seed=0)
+    assert cosine(chars[0], chars[1]) > 0.7 and cosine(chars[2], chars[3]) > 0.5
+    assert cosine(chars[0], chars[4]) < 0.2 and cosine(chars[0], chars[2]) < 0.2
+    assert not np.allclose(chars, both)  # the word block is gone
+
+
 def test_tfidf_reduces_with_svd_when_the_vocabulary_is_larger_than_dim() -> None:
     texts = [f"{w} song number {i}" for i, w in enumerate(["red", "blue", "green", "gold", "grey", "pink"] * 4)]
     texts[0] = "red song number zero"

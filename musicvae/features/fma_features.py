@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from musicvae.config import FMAFeaturesSource, expand_path
-from musicvae.sources import FMA_SUBSETS, GENRE_LIKE_COLUMNS, FeatureTable, SourceError
+from musicvae.config import GENRE_LIKE_COLUMNS, FMAFeaturesSource, expand_path
+from musicvae.sources import FMA_SUBSETS, FeatureTable, SourceError
 
 # Only these tracks.csv columns become text. ('track', 'genres'), 'genres_all',
 # 'tags' and 'genre_top' all name the genre and would leak the label.

@@ -35,8 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from musicvae.config import TextFeatureConfig, expand_path
-from musicvae.sources import GENRE_LIKE_COLUMNS
+from musicvae.config import GENRE_LIKE_COLUMNS, TextFeatureConfig, expand_path
 
 # The only fields taken from a file's own tags. Never "genre" (ID3 TCON is the
 # label on FMA) and never "comment" (free text that often names the genre).
@@ -279,7 +278,7 @@ def track_texts(
 # ------------------------------------------------------------------ TF-IDF
 
 
-def tfidf_embeddings(texts: Sequence[str], missing: np.ndarray, dim: int = 384, seed: int = 0) -> np.ndarray:
+def tfidf_embeddings(texts: Sequence[str], missing: np.ndarray, dim: int = 384, seed: int = 0, words: bool = True) -> np.ndarray:
     """TF-IDF of word and character n-grams, reduced by truncated SVD: (n, dim) float32, unit rows.
 
     Word unigrams+bigrams carry the meaning of longer texts (lyrics); the
@@ -287,7 +286,9 @@ def tfidf_embeddings(texts: Sequence[str], missing: np.ndarray, dim: int = 384, 
     comparable: two titles rarely share a whole word, but "Love Song" and
     "Lovesongs", "Dreaming"/"Dreamer" or two spellings of an artist share
     most n-grams. Each block is L2-normalised by the vectoriser, so word and
-    character evidence weigh the same.
+    character evidence weigh the same. ``words=False`` (method ``char_tfidf``)
+    keeps the character n-grams alone: for names (artist, album) identity is
+    the signal, and the words of a name carry no meaning worth a block.
 
     The vectorisers and the SVD are fitted on the tracks that have text. The
     SVD keeps ``min(dim, n_tracks, vocabulary)`` components (all of the
@@ -310,7 +311,7 @@ def tfidf_embeddings(texts: Sequence[str], missing: np.ndarray, dim: int = 384, 
         # token_pattern keeps one-character words ("X", "2", "Pi")
         TfidfVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", sublinear_tf=True, strip_accents="unicode"),
         TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, strip_accents="unicode"),
-    ]
+    ][0 if words else 1 :]
     blocks = []
     for vectorizer in vectorizers:
         try:
@@ -470,8 +471,8 @@ def sentence_embeddings(texts: Sequence[str], missing: np.ndarray, model_path: s
 
 def embed_texts(texts: TrackTexts, cfg: TextFeatureConfig, seed: int = 0) -> np.ndarray:
     """The text matrix for ``cfg.method``; rows follow ``texts``, missing rows are zeros."""
-    if cfg.method == "tfidf":
-        return tfidf_embeddings(texts.texts, texts.missing, dim=cfg.dim, seed=seed)
+    if cfg.method in ("tfidf", "char_tfidf"):
+        return tfidf_embeddings(texts.texts, texts.missing, dim=cfg.dim, seed=seed, words=cfg.method == "tfidf")
     if cfg.method == "sentence_transformer":
         return sentence_embeddings(texts.texts, texts.missing, model_path=cfg.model_path, batch_size=cfg.batch_size)
     raise ValueError(f"data.text.method: unknown method {cfg.method!r}")

@@ -14,11 +14,17 @@ from torch import nn
 from musicvae.config import TrialParams
 from musicvae.models.conv_vae import ConvVAE
 from musicvae.models.multimodal_vae import MultimodalVAE
+from musicvae.models.vade import VaDE
 from musicvae.models.vae import MLPVAE
 
 
-def build_model(params: TrialParams, inputs: dict[str, np.ndarray]) -> nn.Module:
-    """The network for ``params.model``, sized from the arrays it will be trained on."""
+def build_model(params: TrialParams, inputs: dict[str, np.ndarray], n_components: int | None = None) -> nn.Module:
+    """The network for ``params.model``, sized from the arrays it will be trained on (VaDE: a prior of ``n_components``)."""
+    if params.model == "vade":
+        if n_components is None:
+            raise ValueError("vade needs the number of mixture components: set n_clusters, or give the data labels")
+        audio = params.model_copy(update={"model": "conv_vae" if params.uses_spectrogram else "vae"})
+        return VaDE(build_model(audio, inputs), params.latent_dim, n_components, params.vade_pretrain_epochs)
     if params.model in ("vae", "ae"):
         return MLPVAE(inputs["features"].shape[1], params.latent_dim, params.hidden_dim, deterministic=params.model == "ae")
     if params.model == "conv_vae":

@@ -13,6 +13,12 @@ is rescaled to the audio's number of values before ``text_weight``: with
 384 text values against 40 MFCCs, an unscaled sum would let the text
 dominate the latent, and weights of 1 and 1 now mean "both modalities count
 equally per track".
+
+Training uses MVAE's sub-sampled ELBO: besides the joint ELBO, the ELBO of
+each expert alone (audio only, text only, each reconstructing its own
+modality). Without them the joint posterior may lean on one expert and the
+other never learns to place a track by itself; :func:`~musicvae.models.vae.elbo`
+adds the terms of :meth:`MultimodalVAE.subsets`.
 """
 
 from __future__ import annotations
@@ -83,7 +89,13 @@ class MultimodalVAE(nn.Module):
         audio_mu, audio_logvar = self.audio_encoder(batch[self.audio_key])
         text_mu, text_logvar = self.text_encoder(batch["text"])
         present = batch["text_mask"].unsqueeze(1)
-        return product_of_experts([audio_mu, text_mu], [audio_logvar, text_logvar], [torch.ones_like(present), present])
+        audio = batch["audio_mask"].unsqueeze(1) if "audio_mask" in batch else torch.ones_like(present)
+        return product_of_experts([audio_mu, text_mu], [audio_logvar, text_logvar], [audio, present])
+
+    def subsets(self, batch: Batch) -> list[Batch]:
+        """The sub-sampled ELBO's batches: audio alone (no text expert, no text term), text alone (no audio expert, no audio term)."""
+        ones = torch.ones_like(batch["text_mask"])
+        return [{**batch, "text_mask": torch.zeros_like(ones)}, {**batch, "audio_mask": torch.zeros_like(ones)}]
 
     def forward(self, batch: Batch) -> Output:
         mu, logvar = self.encode(batch)
@@ -91,6 +103,6 @@ class MultimodalVAE(nn.Module):
         return Output({self.audio_key: self.audio_decoder(z), "text": self.text_decoder(z)}, mu, logvar)
 
     def reconstruction(self, batch: Batch, out: Output) -> torch.Tensor:
-        audio = squared_error(batch[self.audio_key], out.recon[self.audio_key])
+        audio = squared_error(batch[self.audio_key], out.recon[self.audio_key]) * batch.get("audio_mask", 1.0)
         text = squared_error(batch["text"], out.recon["text"]) * batch["text_mask"]  # no text, no text error
         return self.audio_weight * audio + self.text_scale * text

@@ -46,12 +46,40 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def elbo(model: nn.Module, batch: Batch, beta: float) -> LossTerms:
-    """Negative ELBO with a weighted KL (β-VAE): reconstruction + β·KL, each a mean over the batch."""
+def elbo(model: nn.Module, batch: Batch, beta: float, free_bits: float = 0.0) -> LossTerms:
+    """Negative ELBO with a weighted KL (β-VAE): reconstruction + β·KL, each a mean over the batch.
+
+    ``free_bits`` λ (Kingma et al. 2016): each latent dimension's batch-mean KL
+    counts as at least λ nats in the loss, so a dimension is never pushed
+    below λ and the posterior cannot collapse onto the prior entirely; the KL
+    reported stays the true one.
+
+    A model with its own prior defines ``kl(out)`` (VaDE). A model with
+    ``subsets(batch)`` (the multimodal VAE) trains on the sum of
+    the ELBOs of the batch and of each subset (MVAE's sub-sampled ELBO); the
+    reconstruction and KL reported are the joint ones.
+    """
     out = model(batch)
     reconstruction = model.reconstruction(batch, out).mean()
-    kl = kl_divergence(out.mu, out.logvar).sum(dim=1).mean() if out.logvar is not None else torch.zeros((), device=out.mu.device)
-    return LossTerms(reconstruction + beta * kl, reconstruction, kl)
+    kl = _kl(model, out)
+    loss = reconstruction + beta * _kl(model, out, free_bits)
+    for subset in model.subsets(batch) if hasattr(model, "subsets") else []:
+        part = model(subset)
+        loss = loss + model.reconstruction(subset, part).mean() + beta * _kl(model, part, free_bits)
+    return LossTerms(loss, reconstruction, kl)
+
+
+def _kl(model: nn.Module, out: Output, free_bits: float = 0.0) -> torch.Tensor:
+    """The batch's mean KL to the prior: N(0, I), or the model's own (``model.kl``: VaDE's mixture); 0 for an autoencoder.
+
+    With ``free_bits`` each dimension's batch mean counts as at least that much (N(0, I) prior only).
+    """
+    if out.logvar is None:
+        return torch.zeros((), device=out.mu.device)
+    if hasattr(model, "kl"):
+        return model.kl(out).mean()
+    per_dimension = kl_divergence(out.mu, out.logvar).mean(dim=0)
+    return per_dimension.clamp_min(free_bits).sum() if free_bits > 0 else per_dimension.sum()
 
 
 def sample(mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:

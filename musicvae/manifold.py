@@ -1,0 +1,66 @@
+"""What the clusterer sees: the embedding, optionally pooled with its metadata group and mapped onto a manifold.
+
+Two optional steps sit between a trained embedding and the clusterer:
+
+* **Group pooling** (``data.group_by``, e.g. ``[artist]``): each track's
+  embedding moves towards the mean of its group, ``(1 - w) z + w mean(z_group)``.
+  Tracks of one artist are mostly of one genre, and a name embedding cannot
+  say which tracks share a name. Metadata, not labels: the config refuses
+  genre-like columns, and the sweep's summary says grouping was used.
+* **N2D** (McConville et al., ICPR 2020): UMAP of the embedding (``manifold:
+  umap``), so that K-Means or a GMM clusters the local manifold rather than
+  the raw latent geometry. Fitted once per distinct input and seed and cached
+  on disk, as the figures' projections are: the clusterers of one model and
+  seed share one fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from musicvae.config import TrialParams
+
+
+def pool_groups(embedding: np.ndarray, groups: np.ndarray, weight: float) -> np.ndarray:
+    """``(1 - weight) * z + weight * (mean of z over the track's group)``; a group of one is left as it is."""
+    sums = np.zeros((groups.max() + 1, embedding.shape[1]), np.float64)
+    np.add.at(sums, groups, embedding)
+    means = sums / np.bincount(groups)[:, None]
+    return ((1.0 - weight) * embedding + weight * means[groups]).astype(np.float32)
+
+
+def umap_manifold(embedding: np.ndarray, n_components: int, n_neighbors: int, min_dist: float, seed: int, cache_dir: Path | None = None) -> np.ndarray:
+    """UMAP coordinates of ``embedding`` (seeded, so deterministic), read from ``cache_dir`` when the same input was mapped before.
+
+    The key is the input's bytes and the settings: a different embedding can
+    never be served a stale manifold.
+    """
+    import umap
+
+    settings = f"{embedding.shape}{n_components}/{n_neighbors}/{min_dist}/{seed}"
+    key = hashlib.sha256(np.ascontiguousarray(embedding).tobytes() + settings.encode()).hexdigest()[:32]
+    path = cache_dir / f"{key}.npy" if cache_dir is not None else None
+    if path is not None and path.exists():
+        return np.load(path)
+    n_neighbors = min(n_neighbors, len(embedding) - 1)
+    reducer = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=1)
+    coords = reducer.fit_transform(embedding).astype(np.float32)
+    if path is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(partial, coords)
+        partial.replace(path)  # atomic: a concurrent trial reads a whole file or none
+    return coords
+
+
+def clustering_space(params: TrialParams, embedding: np.ndarray, groups: np.ndarray | None, cache_dir: Path | None = None) -> np.ndarray:
+    """The embedding as the clusterer gets it: pooled by group (when the data has groups), then UMAP (``manifold: umap``)."""
+    if groups is not None and params.group_weight > 0:
+        embedding = pool_groups(embedding, groups, params.group_weight)
+    if params.manifold == "umap":
+        embedding = umap_manifold(embedding, params.manifold_dim, params.manifold_neighbors, params.manifold_min_dist, params.seed, cache_dir)
+    return embedding
