@@ -424,6 +424,8 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
     ]
     if "n_tracks" in params:
         lines.append(f"Data: {params['n_tracks']} tracks × {params.get('n_features', '?')} features, {params.get('n_labels', '?')} labels.")
+    if params.get("group_by", "none") != "none":
+        lines.append(f"Metadata used: each track's embedding was pooled with its {params['group_by']} group before clustering (data.group_by; not labels).")
     lines += [
         f"Objective: {objectives}; methods ranked by {sweep.metric}.",
         f"Trials: {len(table)} ({counts['OK']} OK, {counts['FAILED']} failed, {counts['STOPPED']} stopped).",

@@ -45,10 +45,10 @@ TRIALS = {
 # ---------------------------------------------------------------------------------- a store written like a sweep's
 
 
-def start_parent(client: MlflowClient, experiment_id: str, sweep: str, start_time: int) -> str:
+def start_parent(client: MlflowClient, experiment_id: str, sweep: str, start_time: int, group_by: str = "none") -> str:
     """As tracking.start_parent_run: the sweep tags, the sweep's params, sweep.yaml."""
     run = client.create_run(experiment_id, start_time=start_time, run_name=sweep, tags={"musicvae.sweep": sweep, "musicvae.role": "sweep"})
-    params = {"objective": "silhouette,val_loss", "mode": "max,min", "n_tracks": 60, "n_features": 40, "n_labels": 3, "num_samples": 9}
+    params = {"objective": "silhouette,val_loss", "mode": "max,min", "n_tracks": 60, "n_features": 40, "n_labels": 3, "num_samples": 9, "group_by": group_by}
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     client.log_text(run.info.run_id, f"name: {sweep}\n", "sweep.yaml")
     return run.info.run_id
@@ -103,7 +103,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
     add_trial(client, experiment_id, latest, "study", {**vae, "beta": 0.5, "seed": 4}, {}, "KILLED", "stopped early by the scheduler after epoch 2")
     client.set_terminated(latest, status="FINISHED")
 
-    other = start_parent(client, experiment_id, "baseline-only", hour_ago)
+    other = start_parent(client, experiment_id, "baseline-only", hour_ago, group_by="artist")
     for seed in (0, 1):
         config = {"model": "pca", "latent_dim": 8, "clusterer": "kmeans", "seed": seed}
         add_trial(client, experiment_id, other, "baseline-only", config, final_metrics(TRIALS["pca", None, 0], seed), "FINISHED")
@@ -192,6 +192,8 @@ def test_several_sweeps_get_a_combined_report_and_no_beta_curves_without_a_vae(s
     assert "![beta curves](study/beta_curves.png)" in combined  # links work from the top folder
     assert not (out / "baseline-only" / "beta_curves.png").exists()
     assert "β curves not drawn: no variational model finished" in (out / "baseline-only" / "methods.md").read_text()
+    grouped = "Metadata used: each track's embedding was pooled with its artist group before clustering"
+    assert grouped in (out / "baseline-only" / "methods.md").read_text() and grouped not in (out / "study" / "methods.md").read_text()
     logged = {Path(f.path).name for f in store["client"].list_artifacts(store["other"], "report")}
     assert logged == {"methods.md", "methods.csv", "trials.csv", "metrics_heatmap.png", "best_methods.png"}
 
