@@ -553,7 +553,7 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
             report += "\n\n" + selection.summary()
             texts.update({"leaderboard.txt": report, "selection.csv": selection.scores.to_csv(index=False)})
             tracking.log_summary(client, parent.run_id, {**_summary_metrics(table, methods), **selection_metrics(selection)}, texts)
-            tracking.tag_selection(client, parent.run_id, selection)
+            tracking.tag_selection(client, parent.run_id, selection, cfg.description)
             with tempfile.TemporaryDirectory() as figures:
                 projections = any(m in cfg.trials.figures for m in ("umap", "tsne"))
                 sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points, projections)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 from ray import tune
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 SWEEP_TAG = "musicvae.sweep"
 ROLE_TAG = "musicvae.role"
 ERROR_TAG = "musicvae.error"  # why a trial failed (its own error, or a lost worker)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by the MLflow 3 UI to choose an experiment's landing page
 RESTARTS_TAG = "musicvae.restarts"  # how often Tune restarted the trial after its worker died
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow's default page): a sweep of thousands of trials takes a few pages
 
@@ -57,7 +58,9 @@ def connect(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
     """
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    # The MLflow 3 UI opens an experiment of this kind on its runs table, not on the GenAI overview; set only on
+    # experiments musicvae creates, never on a user's own.
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment, tags={EXPERIMENT_KIND_TAG: "custom_model_development"})
     return client, experiment_id
 
 
@@ -289,9 +292,13 @@ def remove_forgotten_children(client: MlflowClient, experiment_id: str, parent_r
     return len(forgotten)
 
 
-def tag_selection(client: MlflowClient, run_id: str, selection: Selection) -> None:
-    """The label-free choice as tags on the parent run, for the runs table and search ("tags.`musicvae.selected` = ...")."""
+def tag_selection(client: MlflowClient, run_id: str, selection: Selection, description: str = "") -> None:
+    """The label-free choice as tags on the parent run, for the runs table and search ("tags.`musicvae.selected` = ...").
+
+    The run's description (``mlflow.note.content``, shown on its page) is the sweep's description and the selection summary.
+    """
     tags = {"musicvae.selection_rule": selection.rule, "musicvae.selected": selection.winner or "none", "musicvae.selection_stable": str(selection.stable)}
+    tags[MLFLOW_RUN_NOTE] = "\n\n".join(part for part in (description, selection.summary()) if part)
     tags.update({f"musicvae.pick.{rule}": pick for rule, pick in selection.picks.items()})
     if selection.oracle is not None:
         tags["musicvae.oracle"] = selection.oracle

@@ -93,6 +93,8 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
     parent = client.get_run(outcome.parent_run_id)
     assert parent.data.tags["musicvae.selection_rule"] == "combined" and parent.data.tags["musicvae.selected"] in set(selection["method"])
     assert {"selection_regret", "selected_stability", "selection_seconds"} <= set(parent.data.metrics)
+    assert "Selected by the 'combined' rule" in parent.data.tags["mlflow.note.content"]  # the run page's description
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
     for run in by_k["6"]:
         assert {"input_silhouette", "input_calinski_harabasz", "resample_stability"} <= set(run.data.metrics)
     assert "figures/metrics_heatmap.png" in {a.path for a in client.list_artifacts(outcome.parent_run_id, "figures")}
