@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,28 +34,37 @@ def pool_groups(embedding: np.ndarray, groups: np.ndarray, weight: float) -> np.
     return ((1.0 - weight) * embedding + weight * means[groups]).astype(np.float32)
 
 
-def umap_manifold(embedding: np.ndarray, n_components: int, n_neighbors: int, min_dist: float, seed: int, cache_dir: Path | None = None) -> np.ndarray:
-    """UMAP coordinates of ``embedding`` (seeded, so deterministic), read from ``cache_dir`` when the same input was mapped before.
+def cached_array(cache_dir: Path | None, array: np.ndarray, settings: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()``, stored in ``cache_dir`` under the bytes of ``array`` (its input) and ``settings``; read back when present.
 
-    The key is the input's bytes and the settings: a different embedding can
-    never be served a stale manifold.
+    Keyed by content, so a different input can never be served a stale
+    result; written to a temporary file and renamed, so a concurrent trial
+    reads a whole file or none. ``cache_dir`` None: no cache.
     """
-    import umap
-
-    settings = f"{embedding.shape}{n_components}/{n_neighbors}/{min_dist}/{seed}"
-    key = hashlib.sha256(np.ascontiguousarray(embedding).tobytes() + settings.encode()).hexdigest()[:32]
-    path = cache_dir / f"{key}.npy" if cache_dir is not None else None
-    if path is not None and path.exists():
+    if cache_dir is None:
+        return compute()
+    key = hashlib.sha256(np.ascontiguousarray(array).tobytes() + f"{array.shape}{settings}".encode()).hexdigest()[:32]
+    path = cache_dir / f"{key}.npy"
+    if path.exists():
         return np.load(path)
-    n_neighbors = min(n_neighbors, len(embedding) - 1)
-    reducer = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=1)
-    coords = reducer.fit_transform(embedding).astype(np.float32)
-    if path is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(partial, coords)
-        partial.replace(path)  # atomic: a concurrent trial reads a whole file or none
-    return coords
+    result = compute()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(partial, result)
+    partial.replace(path)
+    return result
+
+
+def umap_manifold(embedding: np.ndarray, n_components: int, n_neighbors: int, min_dist: float, seed: int, cache_dir: Path | None = None) -> np.ndarray:
+    """UMAP coordinates of ``embedding`` (seeded, so deterministic), read from ``cache_dir`` when the same input was mapped before."""
+
+    def fit() -> np.ndarray:
+        import umap
+
+        reducer = umap.UMAP(n_components=n_components, n_neighbors=min(n_neighbors, len(embedding) - 1), min_dist=min_dist, random_state=seed, n_jobs=1)
+        return reducer.fit_transform(embedding).astype(np.float32)
+
+    return cached_array(cache_dir, embedding, f"umap/{n_components}/{n_neighbors}/{min_dist}/{seed}", fit)
 
 
 def clustering_space(params: TrialParams, embedding: np.ndarray, groups: np.ndarray | None, cache_dir: Path | None = None) -> np.ndarray:

@@ -7,10 +7,8 @@ benchmarked on its own; :mod:`musicvae.sweep` wraps it for Tune.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +25,7 @@ from musicvae.config import K_CLUSTERERS, SelectionConfig, TrialParams
 from musicvae.dataset import FeatureSet
 from musicvae.disentanglement import DisentanglementReport, analyse_latents
 from musicvae.idec import refine
-from musicvae.manifold import clustering_space
+from musicvae.manifold import cached_array, clustering_space
 from musicvae.metrics import DEGENERATE_SHARE, all_metrics, input_metrics, sample_rows
 from musicvae.models import build_model
 from musicvae.models.pca import pca_embedding
@@ -246,18 +244,7 @@ def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: 
     """
     from musicvae import figures as fig
 
-    if cache_dir is None:
-        return fig.project(embedding, method, seed=seed)
-    key = hashlib.sha256(np.ascontiguousarray(embedding).tobytes() + f"{embedding.shape}{method}{seed}".encode()).hexdigest()[:32]
-    path = cache_dir / f"{key}.npy"
-    if path.exists():
-        return np.load(path)
-    coords = fig.project(embedding, method, seed=seed)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(partial, coords)
-    partial.replace(path)  # atomic: a concurrent trial reads a whole file or none
-    return coords
+    return cached_array(cache_dir, embedding, f"{method}{seed}", lambda: fig.project(embedding, method, seed=seed))
 
 
 def read_embedding(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
