@@ -703,7 +703,7 @@ def grid_points(space: dict[str, ParamSpec]) -> list[dict[str, Any]]:
 def _format_errors(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        key = ".".join(_key_part(part) for part in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -716,6 +716,12 @@ def _format_errors(exc: ValidationError) -> str:
             key, msg = entry.group(1), entry.group(2)
         lines.append(f"  {_printable(key)}: {_printable(msg)}")
     return "\n".join(lines)
+
+
+def _key_part(part: object) -> str:
+    """A key as written; quoted when blank or padded (a key of ' ' must still be visible in 'name: problem')."""
+    text = str(part)
+    return text if text and text == text.strip() else repr(text)
 
 
 def _printable(text: str) -> str:

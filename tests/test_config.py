@@ -41,6 +41,7 @@ def _error(raw: dict) -> str:
     [
         ({"name": "x", "serch": {}}, "serch", "unknown key"),
         ({"name": "x", "search": {"metrik": "ari"}}, "search.metrik", "unknown key"),
+        ({"name": "x", " ": None}, "' '", "unknown key"),  # a blank key is quoted, not printed as nothing (found by the fuzz test)
         ({"name": "x", "space": {"model": ["pca", "svm"]}}, "space.model", "'svm'"),
         ({"name": "x", "space": {"bta": [1.0]}}, "space.bta", "unknown parameter"),
         ({"name": "x", "space": {"beta": {"low": 5, "high": 1}}}, "space.beta", "low"),

@@ -23,8 +23,11 @@ def test_pooling_tracks_by_artist_groups_genres_better_than_the_tracks_alone(fma
 
 
 @pytest.mark.slow
-def test_free_bits_keep_the_multimodal_vae_from_collapsing(fma5_csv: Path, tmp_path: Path) -> None:
-    """Without them the multimodal VAE (MiniLM of title + artist) keeps no active unit at β = 4; with 0.5 nats it keeps them."""
+def test_free_bits_keep_the_multimodal_vae_from_collapsing(fma5_csv: Path, tmp_path: Path, local_ray) -> None:
+    """Without them the multimodal VAE (MiniLM of title + artist) keeps no active unit at β = 4; with 0.5 nats it keeps them.
+
+    The text embeddings run on Ray Data: ``local_ray`` starts Ray and shuts it down, so no later test inherits it.
+    """
     source = TableSource(kind="table", path=str(fma5_csv), label_column="genre")
     text = TextFeatureConfig(method="sentence_transformer", columns=["title", "artist"])
     data = load_feature_set(DataConfig(source=source, text=text, cache_dir=str(tmp_path)))
