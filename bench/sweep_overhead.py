@@ -260,7 +260,7 @@ class SweepTimer:
             tuner.fit = timed_fit
             return tuner
 
-        self.wrap(musicvae.sweep, "_init_ray", "Ray start")
+        self.wrap(musicvae.sweep, "init_ray", "Ray start")
         self.wrap(musicvae.sweep, "load_feature_set", "load features")
         self.wrap(musicvae.tracking, "connect", "MLflow connect (creates the SQLite store)")
         self.wrap(musicvae.tracking, "start_parent_run", "MLflow parent run")

@@ -7,6 +7,9 @@
     musicvae extract FILE               extract the sweep's features into the store, nothing else
     musicvae report NAME [NAME ...]     a finished sweep's tables and figures, from MLflow, into reports/<NAME>/
     musicvae tracking-server            MLflow on PostgreSQL with proxied artifacts, on loopback, for a team
+
+Every command takes ``-v/--verbose``: the libraries' own output (Tune's trial
+tables, Ray's and Ray Data's log lines) instead of musicvae's progress bars.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from musicvae.console import quiet_libraries, set_verbose
 from musicvae.config import SweepConfig, SweepFileError, TrackingConfig, load_sweep, parse_sweep
 
 DEFAULT_STORAGE = SweepConfig.model_fields["storage_path"].default
@@ -75,13 +79,15 @@ def _extract(args: argparse.Namespace) -> int:
     import ray
 
     from musicvae.dataset import load_feature_set
+    from musicvae.sweep import init_ray
 
     cfg = load_sweep(args.file)
-    ray.init(address=args.address, include_dashboard=False)  # None: $RAY_ADDRESS, else a local Ray
+    started = init_ray(args.address)  # None: $RAY_ADDRESS, else a local Ray
     try:
         data = load_feature_set(cfg.data)
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     print(data.summary)
     print(f"{len(data.track_ids)} tracks x {data.features.shape[1]} features; labels: {data.label_names or 'none'}")
     return 0
@@ -104,10 +110,12 @@ def _tracking_server(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="leave Ray's, Tune's and the other libraries' own output on (Tune's trial tables); default: a progress bar")
     parser = argparse.ArgumentParser(prog="musicvae", description="Hyperparameter sweeps for music clustering with VAEs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sweep = commands.add_parser("sweep", help="run a sweep file")
+    sweep = commands.add_parser("sweep", parents=[common], help="run a sweep file")
     sweep.add_argument("file", nargs="?", help="sweep YAML, e.g. sweeps/quickstart.yaml")
     sweep.add_argument("--dry-run", action="store_true", help="validate the file and print the plan; run nothing")
     sweep.add_argument(
@@ -121,25 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local Ray)")
     sweep.set_defaults(func=_sweep)
 
-    sync = commands.add_parser("sync", help="re-log to MLflow what a sweep's Tune results hold and MLflow lacks (after a long tracking outage)")
+    sync = commands.add_parser("sync", parents=[common], help="re-log to MLflow what a sweep's Tune results hold and MLflow lacks (after a long tracking outage)")
     sync.add_argument("name", metavar="NAME", help="a sweep name (its latest run) or a run folder")
     sync.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the sweeps' storage_path (default {DEFAULT_STORAGE})")
     sync.set_defaults(func=_sync)
 
-    data = commands.add_parser("data", help="demo data").add_subparsers(dest="data_command", required=True)
-    synth = data.add_parser("synth", help="write the labelled synthetic demo collection")
+    data = commands.add_parser("data", parents=[common], help="demo data").add_subparsers(dest="data_command", required=True)
+    synth = data.add_parser("synth", parents=[common], help="write the labelled synthetic demo collection")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--per-genre", type=int, default=60, help="clips per genre (default 60; 6 genres)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--seconds", type=float, default=5.0, help="clip length (default 5 s)")
     synth.set_defaults(func=_synth)
 
-    extract = commands.add_parser("extract", help="extract a sweep's features into the feature store")
+    extract = commands.add_parser("extract", parents=[common], help="extract a sweep's features into the feature store")
     extract.add_argument("file", help="sweep YAML whose data section to extract")
     extract.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local Ray)")
     extract.set_defaults(func=_extract)
 
-    report = commands.add_parser("report", help="write a finished sweep's tables and figures from MLflow")
+    report = commands.add_parser("report", parents=[common], help="write a finished sweep's tables and figures from MLflow")
     report.add_argument("names", nargs="+", metavar="NAME", help="sweep name(s), e.g. fma-easy fma-medium fma-hard")
     report.add_argument("--out", default="reports", help="output folder; each sweep goes to OUT/NAME/ (default reports)")
     report.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
@@ -148,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--run-id", help="the parent run to report (default: the sweep's latest); one NAME only")
     report.set_defaults(func=_report)
 
-    server = commands.add_parser("tracking-server", help="run MLflow on PostgreSQL with proxied artifacts (loopback only)")
+    server = commands.add_parser("tracking-server", parents=[common], help="run MLflow on PostgreSQL with proxied artifacts (loopback only)")
     server.add_argument("--data", default=".musicvae/tracking", help="folder for PostgreSQL's files and the artifacts (default .musicvae/tracking)")
     server.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; reach it through an SSH tunnel)")
     server.add_argument("--port", type=int, default=5000)
@@ -161,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        set_verbose(True)
+    quiet_libraries()
     try:
         return args.func(args)
     except SweepFileError as exc:

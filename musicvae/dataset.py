@@ -41,6 +41,14 @@ class FeatureSet:
     def n_labels(self) -> int | None:
         return len(self.label_names) if self.labels is not None else None
 
+    def track_table(self) -> pd.DataFrame:
+        """What a reader of the results needs per track: id, metadata text (title, artist, ...), file path, genre (labels: evaluation only)."""
+        table = self.text.copy()
+        table["track_id"] = self.track_ids
+        if self.labels is not None:
+            table["genre"] = np.asarray(self.label_names)[self.labels]
+        return table.astype({c: "string" for c in table.columns})
+
 
 def _encode_labels(labels: list | None) -> tuple[np.ndarray | None, list[str]]:
     if labels is None or all(label is None for label in labels):

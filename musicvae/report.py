@@ -457,15 +457,17 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
 # ----------------------------------------------------------------------------------------------------- write
 
 
-def write_task(tables: SweepTables, folder: Path) -> tuple[list[Path], str]:
-    """methods.md, methods.csv, trials.csv and the figures in ``folder``; returns them and the Markdown for report.md."""
+def write_task(tables: SweepTables, folder: Path, client: MlflowClient) -> tuple[list[Path], str]:
+    """methods.md, methods.csv, trials.csv, report.html and the figures in ``folder``; returns them and the Markdown for report.md."""
+    from musicvae.report_html import write_html  # it draws on this module's tables
+
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("beta_curves.png", "best_methods.png", "metrics_heatmap.png"):  # a figure not drawn this time must not linger
         (folder / stale).unlink(missing_ok=True)
     figures, notes = write_figures(tables, folder)
     tables.methods.to_csv(folder / "methods.csv", index=False)
     tables.table.to_csv(folder / "trials.csv", index=False)
-    written = [folder / "methods.md", folder / "methods.csv", folder / "trials.csv"]
+    written = [folder / "methods.md", folder / "methods.csv", folder / "trials.csv", write_html(tables, client, folder)]
     if tables.sweep.selection is not None:
         tables.sweep.selection.scores.to_csv(folder / "selection.csv", index=False)
         written.append(folder / "selection.csv")
@@ -498,7 +500,7 @@ def write_report(tracking_uri: str, experiment: str, names: list[str], out: Path
     sweeps = [read_sweep_runs(client, experiment, name, run_id) for name in names]
     written, sections = [], []
     for sweep in sweeps:
-        files, section = write_task(build_tables(sweep), Path(out) / sweep.name)
+        files, section = write_task(build_tables(sweep), Path(out) / sweep.name, client)
         for path in files:  # file by file: only the report's own files, never whatever else the folder holds
             client.log_artifact(sweep.run_id, str(path), "report")
         written += files

@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from musicvae.config import K_CLUSTERERS, VARIATIONAL_MODELS, ResourcesConfig, SelectionConfig, SweepConfig, TrialParams, TrialsConfig, choices
+from musicvae import console
+from musicvae.config import K_CLUSTERERS, VARIATIONAL_MODELS, ResourcesConfig, SelectionConfig, SweepConfig, TrackingConfig, TrialParams, TrialsConfig, choices
 from musicvae.dataset import FeatureSet, load_feature_set
 from musicvae.features import store
 from musicvae.leaderboard import METRICS, format_leaderboard, format_methods, leaderboard, method_table, pareto_front
@@ -41,7 +42,7 @@ def describe_plan(cfg: SweepConfig) -> str:
     label_note = "uses labels: oracle selection" if search.uses_labels else "label-free"
     lines = [
         f"Sweep '{cfg.name}'" + (f": {cfg.description}" if cfg.description else ""),
-        f"Data: {source.kind} ({source_args})",
+        f"Data: {source.kind} ({source_args}); features standardised: {'yes' if cfg.data.standardize else 'no'}",
     ]
     if source.kind not in ("table", "fma_features"):
         lines.append(
@@ -54,7 +55,6 @@ def describe_plan(cfg: SweepConfig) -> str:
         lines.append(f"Metadata groups: embeddings pooled by {' + '.join(cfg.data.group_by)} before clustering (metadata, not labels)")
     trials = cfg.trials
     lines += [
-        f"Standardise features: {cfg.data.standardize}",
         "Search space (Optuna define-by-run):",
         *describe_space(cfg.space),
         f"Search: OptunaSearch, {search.sampler} sampler, seed {search.seed}; "
@@ -71,12 +71,11 @@ def describe_plan(cfg: SweepConfig) -> str:
         f"Selection: the '{cfg.selection.rule}' rule (label-free), every clustering scored in the inputs and each distinct embedding "
         f"on {cfg.selection.sample} seeded rows; a winner less stable than {cfg.selection.min_stability:g} is reported as no stable clustering",
         f"Budget: {cfg.num_samples} trials, at most {search.max_concurrent_trials} at a time"
-        + (f", {search.time_budget_s:g} s in all" if search.time_budget_s else ""),
-        f"Resources per trial: {cfg.resources.cpus_per_trial:g} CPU, {cfg.resources.gpus_per_trial:g} GPU (device {cfg.resources.device})",
+        + (f", {search.time_budget_s:g} s in all" if search.time_budget_s else "")
+        + f"; per trial {cfg.resources.cpus_per_trial:g} CPU, {cfg.resources.gpus_per_trial:g} GPU (device {cfg.resources.device})",
         f"Per trial: figures {', '.join(trials.figures) or 'none'}; checkpoint every {trials.checkpoint_every} epochs; "
         f"{trials.max_retries} restart(s) if its worker dies",
-        f"Tracking: {cfg.tracking.resolved_uri()} (experiment '{cfg.tracking.experiment}')",
-        f"Ray results: {storage_root(cfg.storage_path)}",
+        f"Tracking: {cfg.tracking.resolved_uri()} (experiment '{cfg.tracking.experiment}'); Ray results: {storage_root(cfg.storage_path)}",
     ]
     return "\n".join(lines)
 
@@ -122,6 +121,7 @@ def tune_trainable(
     from musicvae.training import TrainingState
     from musicvae.trial import run_trial, write_artifacts
 
+    console.quiet_libraries()  # this worker's loggers: "Checkpoint successfully created" per checkpoint, unless -v
     torch.set_num_threads(max(1, int(resources.cpus_per_trial)))
     params = TrialParams(**config)
     resume = None
@@ -201,21 +201,39 @@ class SweepOutcome:
     pareto: pd.DataFrame | None = None
 
 
-def _init_ray(address: str | None = None) -> bool:
+def init_ray(address: str | None = None) -> bool:
     """Start a local Ray, or join a cluster (``address``, else RAY_ADDRESS); True if we started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=True, include_dashboard=False)
+    ray.init(
+        address=address or os.environ.get("RAY_ADDRESS"),
+        log_to_driver=True,  # a trial's errors and warnings reach the console; libraries' chatter is lowered at its source
+        logging_level=console.ray_logging_level(),
+        runtime_env={"env_vars": console.worker_env()},  # -v reaches the trials on every node
+        include_dashboard=False,
+    )
+    console.quiet_libraries()
     return True
 
 
-def _ui_command(uri: str) -> str:
-    if not uri.startswith("sqlite:"):
-        return f"open {uri} in a browser"
+def runs_page(server: str, experiment_id: str) -> str:
+    """The experiment's runs table in the MLflow UI.
+
+    MLflow 3.17's UI opens an experiment on the GenAI overview unless the
+    link (or the browser's last choice) says ``workflowType=machine_learning``;
+    it reads the ``mlflow.experimentKind`` tag musicvae sets only where its
+    GenAI / Model training switch is off.
+    """
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def _ui_command(uri: str, experiment_id: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"open {runs_page(uri, experiment_id)}"
     mlflow_bin = Path(sys.executable).parent / "mlflow"  # works without activating the venv
-    return f"{mlflow_bin if mlflow_bin.exists() else 'mlflow'} ui --backend-store-uri {uri}"
+    return f"{mlflow_bin if mlflow_bin.exists() else 'mlflow'} ui --backend-store-uri {uri}, then open {runs_page('http://127.0.0.1:5000', experiment_id)}"
 
 
 def check_clusters(cfg: SweepConfig, data: FeatureSet) -> None:
@@ -357,6 +375,10 @@ def _tune_environment() -> None:
     # trial started after the last snapshot is forgotten by a crash, so snapshot
     # more often: for a few hundred trials it takes milliseconds.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Quiet (no -v): Tune's new output engine prints its configuration box and
+    # "View detailed results" even at verbose=0; its older engine at verbose=0
+    # prints nothing, and our progress bar (musicvae.progress) takes its place.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if console.verbose() else "0"
 
 
 def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: str | None = None) -> Any:
@@ -384,7 +406,7 @@ def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: s
             # Restarts of a trial whose worker died; the trial's own errors are results (tune_trainable).
             failure_config=tune.FailureConfig(max_failures=cfg.trials.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the last training state, and the final artifacts
-            verbose=1,
+            verbose=console.tune_verbosity(),  # 0: our progress bar (musicvae.progress) instead of Tune's tables
         ),
     )
 
@@ -486,6 +508,9 @@ def _open_parent(cfg: SweepConfig, data: FeatureSet, sweep_yaml: str, run_path: 
     client, experiment_id = tracking.connect(uri, cfg.tracking.experiment)
     run_id = tracking.start_parent_run(client, experiment_id, cfg.name, _sweep_params(cfg, data), sweep_yaml, run_name)
     client.log_text(run_id, data.summary, "extraction.txt")
+    with tempfile.TemporaryDirectory() as folder:  # for the report's explorer: titles, artists, audio files
+        data.track_table().to_parquet(Path(folder) / "tracks.parquet", index=False)
+        client.log_artifact(run_id, str(Path(folder) / "tracks.parquet"))
     return _Parent(client, experiment_id, run_id, uri)
 
 
@@ -501,11 +526,12 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
     from ray import tune
 
     from musicvae import tracking
+    from musicvae.progress import SweepProgress
     from musicvae.summary import sweep_figures
 
     start = time.perf_counter()
     sweep_yaml = sweep_yaml or yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-    started_ray = _init_ray(address)
+    started_ray = init_ray(address)
     try:
         data = load_feature_set(cfg.data)
         print(data.summary, flush=True)
@@ -529,8 +555,10 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
                 if any(synced.values()):
                     print("Re-logged to MLflow from Tune's state: " + ", ".join(f"{n} {what}" for what, n in synced.items()), flush=True)
             else:
-                callback = tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name)
-                tuner = build_tuner(cfg, data, [callback], run_name)
+                callbacks = [tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name)]
+                if not console.verbose():
+                    callbacks.append(SweepProgress(cfg.num_samples, cfg.search.primary, cfg.search.resolved_mode))
+                tuner = build_tuner(cfg, data, callbacks, run_name)
                 run_path = f"{storage_root(cfg.storage_path).rstrip('/')}/{run_name}"
                 _write_text(f"{run_path}/{SWEEP_FILE}", sweep_yaml)
                 _write_text(f"{run_path}/{RUN_FILE}", json.dumps({"tracking_uri": parent.uri, "parent_run_id": parent.run_id}))
@@ -569,5 +597,8 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
     seconds = time.perf_counter() - start
     print(f"\nLeaderboard (objective: {', '.join(cfg.search.metrics)}; ranked by {cfg.search.primary}, {cfg.search.resolved_mode})\n\n{report}")
     print(f"\nSweep finished in {seconds:.1f} s. MLflow parent run {parent.run_id} in experiment '{cfg.tracking.experiment}'.")
-    print(f"Open the MLflow UI: {_ui_command(parent.uri)}")
+    print(f"Open the MLflow UI: {_ui_command(parent.uri, parent.experiment_id)}")
+    options = "" if parent.uri == TrackingConfig().resolved_uri() else f" --tracking-uri {parent.uri}"
+    options += "" if cfg.tracking.experiment == TrackingConfig().experiment else f" --experiment {cfg.tracking.experiment}"
+    print(f"Explore the results (report.html: tables, charts, an embedding explorer to listen through): musicvae report {cfg.name}{options}")
     return SweepOutcome(table, methods, parent.run_id, parent.uri, parent.experiment_id, seconds, run_path, front)

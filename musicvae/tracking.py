@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 SWEEP_TAG = "musicvae.sweep"
 ROLE_TAG = "musicvae.role"
+DESCRIPTION_TAG = "musicvae.description"  # the sweep file's description, on the parent run
 ERROR_TAG = "musicvae.error"  # why a trial failed (its own error, or a lost worker)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by the MLflow 3 UI to choose an experiment's landing page
 RESTARTS_TAG = "musicvae.restarts"  # how often Tune restarted the trial after its worker died
@@ -297,7 +298,8 @@ def tag_selection(client: MlflowClient, run_id: str, selection: Selection, descr
 
     The run's description (``mlflow.note.content``, shown on its page) is the sweep's description and the selection summary.
     """
-    tags = {"musicvae.selection_rule": selection.rule, "musicvae.selected": selection.winner or "none", "musicvae.selection_stable": str(selection.stable)}
+    tags = {DESCRIPTION_TAG: description} if description else {}
+    tags |= {"musicvae.selection_rule": selection.rule, "musicvae.selected": selection.winner or "none", "musicvae.selection_stable": str(selection.stable)}
     tags[MLFLOW_RUN_NOTE] = "\n\n".join(part for part in (description, selection.summary()) if part)
     tags.update({f"musicvae.pick.{rule}": pick for rule, pick in selection.picks.items()})
     if selection.oracle is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,11 @@ class _Tensors:
         resident = device.type == "cpu" or sum(a.nbytes for a in inputs.values()) <= DEVICE_RESIDENT_BYTES
         home = device if resident else torch.device("cpu")
         self.device = device
-        self.data = {key: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=home) for key, a in inputs.items()}
+        with warnings.catch_warnings():
+            # A trial's arrays are read-only views of Ray's object store, shared by every trial on the
+            # node; the tensors are only ever read, so torch's "non-writable array" warning does not apply.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+            self.data = {key: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=home) for key, a in inputs.items()}
         if not resident and torch.cuda.is_available():
             self.data = {key: t.pin_memory() for key, t in self.data.items()}
 

@@ -27,7 +27,7 @@ from musicvae.report import read_sweep_runs, write_report
 EXPERIMENT = "study-exp"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRIAL_NUMBERS = itertools.count()
-REPORT_FILES = {"methods.md", "methods.csv", "trials.csv", "metrics_heatmap.png", "beta_curves.png", "best_methods.png"}
+REPORT_FILES = {"methods.md", "methods.csv", "trials.csv", "report.html", "metrics_heatmap.png", "beta_curves.png", "best_methods.png"}
 
 # (model, beta, seed) -> final metrics. vae β=0.5 wins on silhouette and CH, vae β=4 on ARI/NMI/purity,
 # pca on Davies-Bouldin (lower is better): each column has its bold somewhere else.
@@ -147,6 +147,9 @@ def test_report_tables_match_hand_computed_means_and_bold_the_best(store: dict, 
     out, written = two_sweeps
     folder = out / "study"
     assert {p.name for p in written if p.parent == folder} == REPORT_FILES
+    # These runs were logged by hand, without artifacts: the page says what it could not show instead of failing.
+    page = (folder / "report.html").read_text()
+    assert "logged no tracks.parquet" in page and "logged no embedding.parquet" in page and 'id="methods"' in page
 
     markdown = (folder / "methods.md").read_text()
     rows = markdown_rows(markdown)
@@ -195,7 +198,7 @@ def test_several_sweeps_get_a_combined_report_and_no_beta_curves_without_a_vae(s
     grouped = "Metadata used: each track's embedding was pooled with its artist group before clustering"
     assert grouped in (out / "baseline-only" / "methods.md").read_text() and grouped not in (out / "study" / "methods.md").read_text()
     logged = {Path(f.path).name for f in store["client"].list_artifacts(store["other"], "report")}
-    assert logged == {"methods.md", "methods.csv", "trials.csv", "metrics_heatmap.png", "best_methods.png"}
+    assert logged == {"methods.md", "methods.csv", "trials.csv", "report.html", "metrics_heatmap.png", "best_methods.png"}
 
 
 def test_unknown_names_are_errors_that_list_what_exists(store: dict, tmp_path: Path) -> None:

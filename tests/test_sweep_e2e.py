@@ -158,6 +158,12 @@ def test_quickstart_demo_runs_from_the_cli(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Leaderboard" in proc.stdout and "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+    # Quiet by default (issue 14): our progress bars and the results, no library chatter; make demo adds one line.
+    output = proc.stdout + proc.stderr
+    assert len(output.splitlines()) <= 59, output
+    assert "Extracting features" in proc.stdout and "Trials" in proc.stdout and "10/10" in proc.stdout
+    for noise in ("Checkpoint successfully created", "Trial status", "Configuration for experiment", "UserWarning", "INFO", "View detailed results"):
+        assert noise not in output, noise
     assert "Selected by the 'combined' rule" in proc.stdout and "regret" in proc.stdout and "stability" in proc.stdout
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["musicvae"], output_format="list")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from musicvae import console
 from musicvae.config import AudioFeatureConfig
 from musicvae.features.audio import AudioError, extract_file, feature_shapes, mfcc_feature_names
 from musicvae.features.store import (
@@ -94,7 +95,13 @@ def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, rows_per_block: 
     n_blocks = max(1, min(len(tracks), -(-n_blocks // n_cpus) * n_cpus))
     ds = ray.data.from_items(tracks[["track_id", "path"]].to_dict("records"), override_num_blocks=n_blocks)
     ds = ds.map_batches(extract_batch, fn_kwargs={"cfg": cfg}, batch_size=None, batch_format="numpy", num_cpus=1)
-    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    # Ray Data's own bars and executor lines give way to ours unless -v (musicvae.console).
+    ray.data.DataContext.get_current().enable_progress_bars = console.verbose()
+    parts = []
+    with console.extraction_progress(len(tracks)) as advance:
+        for part in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            parts.append(part)
+            advance(len(part["track_id"]), int((part["error"] != "").sum()))
     merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     # Ray Data does not keep row order; the store follows the source listing.
     position = {tid: i for i, tid in enumerate(merged["track_id"])}
