@@ -349,7 +349,11 @@ def main() -> int:
                     injected += hit
                     bad += len(problems)
                     details += [f"{fault} run {index}: {p}" for p in problems]
-                    print(f"  {fault} run {index}: {'fault injected' if hit else 'no fault injected'}, {len(problems)} violation(s), {time.monotonic() - began:.0f} s", flush=True)
+                    print(
+                        f"  {fault} run {index}: {'fault injected' if hit else 'no fault injected'}, "
+                        f"{len(problems)} violation(s), {time.monotonic() - began:.0f} s",
+                        flush=True,
+                    )
                 note = "" if fault != "disk" or mounted else " (no tmpfs: mounting needs root)"
                 rows.append({"fault": fault + note, "runs": args.runs, "faults injected": injected, "violations": bad})
         finally:

@@ -82,7 +82,7 @@ def _init(cfg: DataConfig) -> None:
 
 def run(method: int, seed: int, cache: Path) -> list[dict]:
     """One model and seed: train once, then each way of clustering it (what a sweep's trials of that model and seed do)."""
-    from musicvae.config import TrialParams
+    from musicvae.params import TrialParams
     from musicvae.trial import embed, evaluate
 
     name, metadata, model, clusterers = METHODS[method]

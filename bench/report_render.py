@@ -117,7 +117,8 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     first = table.iloc[0]
     print(
-        f"\nexplorer at {SIZES[0]} points: first frame {first['first_frame_s']:.2f} s (goal < {GOAL_SECONDS:g} s): {'met' if first['first_frame_s'] < GOAL_SECONDS else 'NOT met'}"
+        f"\nexplorer at {SIZES[0]} points: first frame {first['first_frame_s']:.2f} s "
+        f"(goal < {GOAL_SECONDS:g} s): {'met' if first['first_frame_s'] < GOAL_SECONDS else 'NOT met'}"
     )
 
 

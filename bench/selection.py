@@ -46,9 +46,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MUSICVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 sys.path.insert(0, str(ROOT))
 
-from musicvae.config import DataConfig, SelectionConfig, TrialParams, grid_points, load_sweep, parse_sweep  # noqa: E402
+from musicvae.config import DataConfig, SelectionConfig, load_sweep, parse_sweep  # noqa: E402
 from musicvae.dataset import FeatureSet, load_feature_set  # noqa: E402
 from musicvae.leaderboard import TrialRecord, trial_table  # noqa: E402
+from musicvae.params import TrialParams, grid_points  # noqa: E402
 from musicvae.selection import RULES, Selection, select_methods  # noqa: E402
 
 COLLECTIONS = ("fma", "fma-features", "demo-0", "demo-1", "noise")
@@ -61,7 +62,11 @@ def collection(name: str, cache: Path) -> tuple[DataConfig, dict, int | None]:
     if name == "fma":
         return hard.data.model_copy(update={"source": hard.data.source.model_copy(update={"path": str(SHARED / "fma5_seed_mfcc40.csv")})}), hard.space, None
     if name == "fma-features":
-        source = {"kind": "fma_features", "features_csv": str(SHARED / "fma_metadata_slice" / "features.csv"), "labels_csv": str(SHARED / "fma_metadata_slice" / "labels.csv")}
+        source = {
+            "kind": "fma_features",
+            "features_csv": str(SHARED / "fma_metadata_slice" / "features.csv"),
+            "labels_csv": str(SHARED / "fma_metadata_slice" / "labels.csv"),
+        }
         return parse_sweep({"name": "x", "data": {"source": source}}).data, audio_space, None
     if name.startswith("demo-"):
         demo = load_sweep(ROOT / "sweeps" / "demo-hard.yaml")

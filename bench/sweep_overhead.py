@@ -108,7 +108,7 @@ def trial_configs(cfg: Any) -> list[dict[str, Any]]:
     Constants that do not apply to a point (epochs for PCA) are passed too;
     they change nothing in the trial.
     """
-    from musicvae.config import grid_points
+    from musicvae.params import grid_points
 
     constants = {k: v for k, v in cfg.space.items() if not isinstance(v, list)}
     return [{**constants, **point} for point in grid_points(cfg.space)]
@@ -121,7 +121,7 @@ def config_key(config: dict[str, Any], names: list[str]) -> tuple:
 
 def title(params: Any) -> str:
     """The trainable's figure title (musicvae.sweep.trial_title, not imported: it would pull in Ray)."""
-    from musicvae.config import VARIATIONAL_MODELS
+    from musicvae.params import VARIATIONAL_MODELS
 
     beta = f" β={params.beta:.3g}" if params.model in VARIATIONAL_MODELS else ""
     latent = f" latent {params.latent_dim}" if params.model != "raw" else ""
@@ -144,7 +144,7 @@ def _init_worker(data: Any, threads: int) -> None:
 def _plain_trial(config: dict[str, Any], trials: Any, resources: Any, cache_dir: str, out: str) -> dict[str, Any]:
     """One trial as ``tune_trainable`` runs it, minus Tune: no per-epoch reports, no checkpoints."""
     start = time.perf_counter()
-    from musicvae.config import TrialParams
+    from musicvae.params import TrialParams
     from musicvae.trial import run_trial, write_artifacts
 
     params = TrialParams(**config)
@@ -188,12 +188,15 @@ def plain_loop(cfg: Any) -> tuple[float, dict[str, float], list[dict[str, Any]]]
     # Ray sets OMP_NUM_THREADS to a worker's CPUs unless it is already set: the same here.
     omp = {} if "OMP_NUM_THREADS" in os.environ else {"OMP_NUM_THREADS": str(threads)}
     pool_start = time.perf_counter()
-    with environment(**omp), ProcessPoolExecutor(
-        max_workers=cfg.search.max_concurrent_trials,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(data, threads),
-    ) as pool:
+    with (
+        environment(**omp),
+        ProcessPoolExecutor(
+            max_workers=cfg.search.max_concurrent_trials,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(data, threads),
+        ) as pool,
+    ):
         futures = [
             pool.submit(_plain_trial, config, cfg.trials, cfg.resources, cfg.data.cache_dir, str(folder / "trials" / f"{i:03d}"))
             for i, config in enumerate(trial_configs(cfg))
@@ -321,12 +324,12 @@ def warm_up() -> float:
     import ray  # noqa: F401
     import ray.tune  # noqa: F401
 
-    from musicvae import figures
+    from musicvae import projection
     from musicvae.trial import run_trial  # noqa: F401
 
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    for method in figures.PROJECTIONS:
-        figures.project(x, method, seed=0)
+    for method in projection.PROJECTIONS:
+        projection.project(x, method, seed=0)
     return time.perf_counter() - start
 
 
@@ -573,7 +576,9 @@ def report(
     ok = int((table["status"] == "OK").sum()) if "status" in table else len(table)
     problems = []
     if set(plain_by) != set(sweep_by):
-        problems.append(f"the arms ran different configurations: only plain {sorted(set(plain_by) - set(sweep_by))}, only sweep {sorted(set(sweep_by) - set(plain_by))}")
+        problems.append(
+            f"the arms ran different configurations: only plain {sorted(set(plain_by) - set(sweep_by))}, only sweep {sorted(set(sweep_by) - set(plain_by))}"
+        )
     if ok != n_trials:
         problems.append(f"the sweep finished {ok} of {n_trials} trials OK:\n{table[table['status'] != 'OK'].to_string(index=False)}")
     diffs = [abs(plain_by[k]["silhouette"] - sweep_by[k]["silhouette"]) for k in set(plain_by) & set(sweep_by) if "silhouette" in sweep_by[k]]
@@ -584,8 +589,18 @@ def report(
     rows = [
         ("trials", f"{len(plain_rows)}", f"{len(sweep_rows)}", ""),
         ("wall s", f"{plain_wall:.1f}", f"{sweep_wall:.1f}", f"{sweep_wall - plain_wall:+.1f}"),
-        ("sum trial_seconds", f"{total(plain_rows, 'trial_seconds'):.1f}", f"{total(sweep_rows, 'trial_seconds'):.1f}", f"{total(sweep_rows, 'trial_seconds') - total(plain_rows, 'trial_seconds'):+.1f}"),
-        ("sum artifact_seconds", f"{total(plain_rows, 'artifact_seconds'):.1f}", f"{total(sweep_rows, 'artifact_seconds'):.1f}", f"{total(sweep_rows, 'artifact_seconds') - total(plain_rows, 'artifact_seconds'):+.1f}"),
+        (
+            "sum trial_seconds",
+            f"{total(plain_rows, 'trial_seconds'):.1f}",
+            f"{total(sweep_rows, 'trial_seconds'):.1f}",
+            f"{total(sweep_rows, 'trial_seconds') - total(plain_rows, 'trial_seconds'):+.1f}",
+        ),
+        (
+            "sum artifact_seconds",
+            f"{total(plain_rows, 'artifact_seconds'):.1f}",
+            f"{total(sweep_rows, 'artifact_seconds'):.1f}",
+            f"{total(sweep_rows, 'artifact_seconds') - total(plain_rows, 'artifact_seconds'):+.1f}",
+        ),
         ("worker processes", f"{workers[0]}", f"{workers[1]}", ""),
     ]
     print(f"\n{'':<22} {'(a) plain loop':>15} {'(b) sweep':>12} {'b - a':>9}")

@@ -8,14 +8,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from musicvae import figures as fig
+from musicvae import metric_registry as registry
 from musicvae.report import (
     BAR_METRICS,
-    LOWER_IS_BETTER,
     SweepTables,
     best_methods,
     beta_points,
 )
+from musicvae.study_figures import column_scores
 from musicvae.summary import HEATMAP_COLUMNS
 
 PALETTE = (
@@ -138,11 +138,11 @@ def heatmap_figure(methods: pd.DataFrame) -> go.Figure:
     columns = [m for m in HEATMAP_COLUMNS if f"{m}_mean" in methods and m != "val_loss" and methods[f"{m}_mean"].notna().any()]
     means = methods[[f"{m}_mean" for m in columns]].to_numpy(float)
     stds = methods[[f"{m}_std" for m in columns]].to_numpy(float)
-    lower = [fig.lower_is_better_column(m, (*LOWER_IS_BETTER, "noise_fraction", "largest_cluster")) for m in columns]
-    text = [[fig.format_value(means[i, j], stds[i, j]) for j in range(len(columns))] for i in range(len(methods))]
+    lower = [registry.lower_is_better(m) for m in columns]
+    text = [[registry.format_value(means[i, j], stds[i, j], m, compact=True) for j, m in enumerate(columns)] for i in range(len(methods))]
     figure = go.Figure(
         go.Heatmap(
-            z=fig.column_scores(means, lower),
+            z=column_scores(means, lower),
             x=[f"{m} ↓" if low else m for m, low in zip(columns, lower)],
             y=methods["method"],
             text=text,

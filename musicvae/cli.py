@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from musicvae.console import quiet_libraries, set_verbose
 from musicvae.config import SweepConfig, SweepFileError, TrackingConfig, load_sweep, parse_sweep
+from musicvae.console import quiet_libraries, set_verbose
 
 DEFAULT_STORAGE = SweepConfig.model_fields["storage_path"].default
 
@@ -111,7 +111,9 @@ def _tracking_server(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="leave Ray's, Tune's and the other libraries' own output on (Tune's trial tables); default: a progress bar")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="leave Ray's, Tune's and the other libraries' own output on (Tune's trial tables); default: a progress bar"
+    )
     parser = argparse.ArgumentParser(prog="musicvae", description="Hyperparameter sweeps for music clustering with VAEs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -129,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local Ray)")
     sweep.set_defaults(func=_sweep)
 
-    sync = commands.add_parser("sync", parents=[common], help="re-log to MLflow what a sweep's Tune results hold and MLflow lacks (after a long tracking outage)")
+    sync = commands.add_parser(
+        "sync", parents=[common], help="re-log to MLflow what a sweep's Tune results hold and MLflow lacks (after a long tracking outage)"
+    )
     sync.add_argument("name", metavar="NAME", help="a sweep name (its latest run) or a run folder")
     sync.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the sweeps' storage_path (default {DEFAULT_STORAGE})")
     sync.set_defaults(func=_sync)

@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 
-from musicvae.config import K_CLUSTERERS
+from musicvae.params import K_CLUSTERERS
 
 NOISE = -1
 AGGLOMERATIVE_MAX_TRACKS = 30000  # scipy's linkage needs the n(n-1)/2 distances: 3.6 GB at 30k tracks
@@ -82,9 +82,7 @@ def cluster(
     raise ValueError(f"unknown clusterer '{method}'")
 
 
-def resample_stability(
-    embedding: np.ndarray, method: str, n_clusters: int | None, seed: int = 0, share: float = 0.8, **options: object
-) -> float:
+def resample_stability(embedding: np.ndarray, method: str, n_clusters: int | None, seed: int = 0, share: float = 0.8, **options: object) -> float:
     """ARI between the clusterings of two seeded row subsamples, on the rows both hold (Ben-Hur et al. 2002).
 
     A grouping the data really has comes back when a fifth of the tracks is

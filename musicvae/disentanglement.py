@@ -66,6 +66,7 @@ class DisentanglementReport:
 
     def to_dict(self) -> dict[str, object]:
         """Everything, per dimension, as plain JSON-able lists."""
+
         def listed(values: np.ndarray | None) -> list | None:
             return None if values is None else np.where(np.isfinite(values), values, None).tolist()
 

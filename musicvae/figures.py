@@ -17,7 +17,6 @@ that logs figures for hundreds of trials does not accumulate them.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,6 @@ matplotlib.use("Agg")  # headless: Ray workers have no display, and a GUI backen
 
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
@@ -37,68 +35,13 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from musicvae.disentanglement import ACTIVE_THRESHOLD, DisentanglementReport  # noqa: E402
 from musicvae.metrics import sample_rows  # noqa: E402,F401  (figures draw the same seeded sample as selection scores)
 
-PROJECTIONS = ("umap", "tsne")
 DISPLAY_NAMES = {"umap": "UMAP", "tsne": "t-SNE"}
-UMAP_EXACT_BELOW = 4096  # umap-learn's own cut-off between exact neighbours and NN-descent
 
 POINT_SIZE = 4  # scatter marker area (points²): 3000 points without a solid blob
 POINT_ALPHA = 0.6
 LEGEND_MARKER_SIZE = 7  # legend dot diameter (points), several times a data point, so its colour is readable
 NOISE_COLOUR = (0.82, 0.82, 0.82, 1.0)
 MAX_LEGEND = 12  # more entries than this and a legend stops being read
-
-
-def project(embedding: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
-    """2-D coordinates of an embedding, (n, 2) float32, by UMAP or t-SNE.
-
-    Embeddings that are already at most 2-D are drawn as they are: a
-    neighbour-graph layout of a line or a plane only distorts it. Fewer than
-    5 points cannot support a neighbourhood graph, so they get their first two
-    principal components. Identical rows (a VAE whose posterior collapsed
-    entirely) take the same path, to a single point: t-SNE's PCA initialisation
-    divides by their zero spread and crashes the process (scikit-learn #28368).
-    """
-    if method not in PROJECTIONS:
-        raise ValueError(f"unknown projection {method!r}; choose one of {PROJECTIONS}")
-    x = np.asarray(embedding, dtype=np.float32)
-    if x.ndim == 1:  # one value per track: a single column
-        x = x[:, None]
-    if not np.isfinite(x).all():
-        raise ValueError("the embedding has NaN or infinite values (a diverged model?); there is nothing to project")
-    n, d = x.shape
-    if d <= 2:
-        return np.hstack([x, np.zeros((n, 2 - d), dtype=np.float32)])
-    if n < 5 or not np.ptp(x, axis=0).any():
-        return principal_components(x)
-    if method == "umap":
-        import umap  # slow to import (numba): only when a UMAP is asked for
-        from sklearn.metrics import pairwise_distances
-
-        # Below UMAP_EXACT_BELOW rows umap-learn finds exact neighbours from all pairwise distances, but computes them
-        # through sklearn with a Python-level callable, one call per pair (~20 s at 3000 rows). sklearn's vectorised
-        # distances give the same neighbours in a fraction of a second; above the cut-off umap uses NN-descent anyway.
-        exact = n < UMAP_EXACT_BELOW
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, message=".*(n_jobs|random_state|precomputed).*")
-            reducer = umap.UMAP(
-                n_neighbors=min(15, n - 1), min_dist=0.1, random_state=seed, n_jobs=1, metric="precomputed" if exact else "euclidean"
-            )
-            coords = reducer.fit_transform(pairwise_distances(x) if exact else x)
-    else:
-        from sklearn.manifold import TSNE
-
-        coords = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(x)
-    return np.asarray(coords, dtype=np.float32)
-
-
-def principal_components(x: np.ndarray) -> np.ndarray:
-    """First two principal components, zero-padded when the data span fewer than two directions."""
-    if len(x) == 0:
-        return np.zeros((0, 2), dtype=np.float32)
-    centred = x - x.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    coords = centred @ vt[:2].T
-    return np.hstack([coords, np.zeros((len(x), 2 - coords.shape[1]))]).astype(np.float32)
 
 
 # --- colours, scatter and legends shared by the figures ------------------------------------------------------------------
@@ -175,9 +118,7 @@ def text_figure(message: str, title: str = "") -> Figure:
 # --- projections -----------------------------------------------------------------------------------------------------------
 
 
-def projection_figure(
-    coords: dict[str, np.ndarray], clusters: np.ndarray, labels: np.ndarray | None, label_names: list[str], title: str = ""
-) -> Figure:
+def projection_figure(coords: dict[str, np.ndarray], clusters: np.ndarray, labels: np.ndarray | None, label_names: list[str], title: str = "") -> Figure:
     """A row per projection; clusters on the left, genres on the right, so the clustering reads against the genres.
 
     The legend of each column is drawn once, on the top row: colours do not change between rows.
@@ -200,9 +141,7 @@ def projection_figure(
     if labels is not None:
         columns.append((np.asarray(labels), list(label_names), "genres", "genre"))
 
-    fig, axes = plt.subplots(
-        len(coords), len(columns), figsize=(6.4 * len(columns), 4.8 * len(coords)), layout="constrained", squeeze=False
-    )
+    fig, axes = plt.subplots(len(coords), len(columns), figsize=(6.4 * len(columns), 4.8 * len(coords)), layout="constrained", squeeze=False)
     for row, (method, xy) in enumerate(coords.items()):
         xy = np.asarray(xy, dtype=np.float32)
         for col, (codes, names, noun, caption) in enumerate(columns):
@@ -235,8 +174,7 @@ def disentanglement_figure(report: DisentanglementReport, title: str = "") -> Fi
     image = axes[0].imshow(np.ma.masked_invalid(report.correlation), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
     fig.colorbar(image, ax=axes[0], shrink=0.8, label="Pearson r")
     axes[0].set_title(
-        f"Correlation of posterior means\nmean |r| = {fmt(report.mean_abs_correlation, '.2f')}, "
-        f"total correlation = {fmt(report.total_correlation)} nats"
+        f"Correlation of posterior means\nmean |r| = {fmt(report.mean_abs_correlation, '.2f')}, total correlation = {fmt(report.total_correlation)} nats"
     )
     axes[0].set_xlabel("latent dimension")
     axes[0].set_ylabel("latent dimension")
@@ -341,91 +279,6 @@ def beta_grid_figure(panels: list[Panel], title: str = "β grid") -> Figure:
     return fig
 
 
-# --- metrics table -----------------------------------------------------------------------------------------------------------
-
-
-def lower_is_better_column(name: str, lower_is_better: tuple[str, ...]) -> bool:
-    return name in lower_is_better or name == "seconds" or name.endswith("_seconds")
-
-
-def column_scores(values: np.ndarray, lower: list[bool]) -> np.ndarray:
-    """Min-max within each column, flipped where lower is better: 1 is the best method on that metric, 0 the worst.
-
-    A column where every method scores the same gets 0.5 (no one is better);
-    NaN and infinite values get no colour.
-    """
-    scores = np.full(values.shape, np.nan)
-    for j in range(values.shape[1]):
-        column = values[:, j]
-        ok = np.isfinite(column)
-        if not ok.any():
-            continue
-        low, high = column[ok].min(), column[ok].max()
-        scaled = (column[ok] - low) / (high - low) if high > low else np.full(ok.sum(), 0.5)
-        scores[ok, j] = 1.0 - scaled if lower[j] else scaled
-    return scores
-
-
-def format_value(value: float, std: float | None = None) -> str:
-    if not math.isfinite(value):
-        return "–" if math.isnan(value) else fmt(value)
-    spec = ".0f" if abs(value) >= 100 else ".3f"
-    text = format(value, spec)
-    if std is not None and math.isfinite(std):
-        text += f"±{format(std, spec)}"
-    return text
-
-
-def metrics_heatmap(
-    means: pd.DataFrame,
-    stds: pd.DataFrame | None = None,
-    title: str = "Metrics across methods",
-    lower_is_better: tuple[str, ...] = ("davies_bouldin",),
-) -> Figure:
-    """Methods against metrics, each column coloured on its own scale so that bright always means better.
-
-    Metrics live on different scales (silhouette in [-1, 1], Calinski-Harabasz
-    in the thousands, seconds), so one colour scale for the table would show
-    only the largest; the printed numbers keep the real values.
-    """
-    if means.empty:
-        return text_figure("no metrics to show", title)
-    values = means.to_numpy(dtype=float)
-    spread = None if stds is None else stds.reindex(index=means.index, columns=means.columns).to_numpy(dtype=float)
-    lower = [lower_is_better_column(str(c), lower_is_better) for c in means.columns]
-    scores = column_scores(values, lower)
-
-    n_rows, n_cols = values.shape
-    name_width = 0.075 * max(len(str(name)) for name in means.index)
-    cell_width = 1.25 if stds is not None else 0.85
-    fig, ax = plt.subplots(figsize=(2.4 + name_width + cell_width * n_cols, 1.9 + 0.32 * n_rows), layout="constrained")
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
-    image = ax.imshow(np.ma.masked_invalid(scores), cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-
-    for i in range(n_rows):
-        for j in range(n_cols):
-            score = scores[i, j]
-            if math.isnan(score):
-                colour = "black"
-            else:
-                r, g, b, _ = cmap(score)
-                colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
-            text = format_value(values[i, j], None if spread is None else spread[i, j])
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
-
-    headers = [f"{c}\n(lower is better)" if low else str(c) for c, low in zip(means.columns, lower)]
-    ax.set_xticks(range(n_cols), headers, rotation=30, ha="right")
-    ax.set_yticks(range(n_rows), [str(name) for name in means.index])
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    bar = fig.colorbar(image, ax=ax, shrink=0.8, ticks=[0, 1])
-    bar.ax.set_yticklabels(["worst", "best"])
-    bar.set_label("within each column (min–max)")
-    ax.set_title(title)
-    return fig
-
-
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     """Write a PNG and close the figure: pyplot keeps every open figure alive, and a sweep makes hundreds."""
     path = Path(path)
@@ -433,131 +286,3 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi, format="png")
     plt.close(fig)
     return path
-
-
-# --- study summaries: metric curves and grouped bars ----------------------------------------------------------------------
-
-METRIC_LABELS = {
-    "silhouette": "silhouette",
-    "calinski_harabasz": "Calinski-Harabasz",
-    "davies_bouldin": "Davies-Bouldin",
-    "ari": "ARI",
-    "nmi": "NMI",
-    "purity": "purity",
-    "val_loss": "validation loss",
-    "noise_fraction": "noise fraction",
-    "largest_cluster": "largest cluster",
-    "seconds": "trial seconds",
-}
-DODGE = 0.025  # horizontal shift between series at one x (decades on a log axis, share of the range otherwise)
-
-
-def metric_label(name: str) -> str:
-    return METRIC_LABELS.get(name, name)
-
-
-def _dodged(xs: np.ndarray, index: int, count: int, log: bool, span: float) -> np.ndarray:
-    """x shifted a little per series, so error bars of series at the same x do not hide each other."""
-    shift = (index - (count - 1) / 2) * DODGE
-    if log:
-        return xs * 10.0**shift
-    return xs + shift * span
-
-
-def _x_axis(ax: Axes, xs: list[float], log: bool) -> None:
-    """Ticks at the values that were run, on a log axis when asked (symlog when 0 is among them: log(0) is undefined)."""
-    if log:
-        positive = [x for x in xs if x > 0]
-        if len(positive) < len(xs):
-            ax.set_xscale("symlog", linthresh=min(positive, default=1.0))
-        else:
-            ax.set_xscale("log")
-    ax.set_xticks(xs, [format(x, ".3g") for x in xs])
-    ax.minorticks_off()
-
-
-def metric_curves_figure(
-    points: pd.DataFrame,
-    x: str,
-    series: str,
-    metrics: list[str],
-    title: str = "",
-    x_label: str | None = None,
-    log_x: bool = False,
-) -> Figure:
-    """One panel per metric: a line per series over ``x``, with mean ± std error bars.
-
-    ``points`` has a row per (series, x) and the columns ``<metric>_mean`` and
-    ``<metric>_std`` (NaN std: one run, no bar). A series keeps its colour in
-    every panel and one legend serves them all; series sharing an x are
-    shifted slightly apart so their error bars stay readable.
-    """
-    if points.empty or not metrics:
-        return text_figure("no points to draw", title)
-    names = list(dict.fromkeys(points[series]))
-    colours = colour_table(len(names))
-    xs = sorted(float(v) for v in points[x].unique())
-    span = (max(xs) - min(xs)) or 1.0
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics) + 2.6, 3.9), layout="constrained", squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for i, name in enumerate(names):
-            line = points[points[series] == name].sort_values(x)
-            positions = _dodged(line[x].to_numpy(float), i, len(names), log_x, span)
-            mean, std = line[f"{metric}_mean"].to_numpy(float), line[f"{metric}_std"].to_numpy(float)
-            ax.errorbar(positions, mean, yerr=std, color=colours[i], marker="o", markersize=4, linewidth=1.5, capsize=3, elinewidth=1)
-        _x_axis(ax, xs, log_x)
-        ax.set_title(metric_label(metric))
-        ax.set_xlabel(x_label or x)
-        ax.grid(alpha=0.3)
-    handles = [Line2D([], [], color=colours[i], marker="o", markersize=4, linewidth=1.5, label=name) for i, name in enumerate(names)]
-    fig.legend(handles=handles, loc="outside right upper", **legend_style(None))
-    fig.suptitle(title)
-    return fig
-
-
-def grouped_bars_figure(
-    means: pd.DataFrame,
-    stds: pd.DataFrame | None = None,
-    title: str = "",
-    y_label: str = "",
-    hatched: tuple[str, ...] = (),
-) -> Figure:
-    """A group of bars per column (a metric), a bar per row (a method) in each group, std as error bars.
-
-    Rows in ``hatched`` (e.g. the baselines) are hatched so they stand apart
-    from the methods they are compared with. A missing value is written as
-    "n/a" where its bar would be, so an absent bar is never read as zero.
-    """
-    if means.empty:
-        return text_figure("no methods to compare", title)
-    n_rows, n_cols = means.shape
-    width = 0.8 / n_rows
-    colours = colour_table(n_rows)
-    spread = None if stds is None else stds.reindex(index=means.index, columns=means.columns).to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(2.0 + n_cols * (0.3 * n_rows + 0.5) + 3.5, 4.4), layout="constrained")
-    for i, name in enumerate(means.index):
-        values = means.loc[name].to_numpy(dtype=float)
-        positions = np.arange(n_cols) - 0.4 + width * (i + 0.5)
-        ax.bar(
-            positions,
-            np.nan_to_num(values),
-            width,
-            yerr=None if spread is None else spread[i],
-            color=colours[i],
-            label=str(name),
-            hatch="///" if name in hatched else None,
-            edgecolor="white",
-            linewidth=0.5,
-            capsize=2,
-            error_kw=dict(elinewidth=1),
-        )
-        for position in positions[np.isnan(values)]:
-            ax.annotate("n/a", (position, 0), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", rotation=90, fontsize=8)
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(range(n_cols), [metric_label(str(c)) for c in means.columns])
-    ax.set_ylabel(y_label)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_axisbelow(True)
-    fig.legend(loc="outside right upper", **legend_style(None))
-    ax.set_title(title)  # over the axes, not the figure: a figure title would run into the legend beside them
-    return fig

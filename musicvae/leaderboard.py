@@ -17,11 +17,12 @@ from typing import Any
 
 import pandas as pd
 
-from musicvae.config import TrialParams, applies
-from musicvae.metrics import DEGENERATE_SHARE, EXTERNAL, INPUT, INTERNAL
+from musicvae.metric_registry import LABEL_METRICS, REGISTRY, format_value
+from musicvae.metrics import DEGENERATE_SHARE
+from musicvae.params import TrialParams, applies
 
 SHOWN_PARAMS = ("model", "latent_dim", "beta", "clusterer", "seed")  # always shown; others when they vary
-METRICS = (*INTERNAL, *INPUT, "resample_stability", *EXTERNAL, "val_loss", "noise_fraction", "largest_cluster")
+METRICS = tuple(name for name, spec in REGISTRY.items() if spec.kind != "time")  # a trial's scores, in the registry's order
 SYMBOLS = {"beta": "β", "group_weight": "pooled", "manifold_dim": "umap_dim", "manifold_neighbors": "umap_k"}
 
 
@@ -82,12 +83,18 @@ def leaderboard(results: Any, metric: str, mode: str) -> pd.DataFrame:
     return trial_table([record_from_result(r) for r in results], metric, mode)
 
 
+def setting(name: str, value: Any) -> str:
+    """'β=0.5', 'latent_dim=16': one parameter as method names show it."""
+    symbol = SYMBOLS.get(name, name)
+    return f"{symbol}={value:.3g}" if isinstance(value, float) else f"{symbol}={value}"
+
+
 def method_names(table: pd.DataFrame, params: list[str]) -> list[str]:
     """'vae (β=0.5) + kmeans': the model, the settings that vary across the sweep (seed aside), the clusterer."""
     varying = [p for p in params if p not in ("model", "clusterer", "seed") and table.loc[table[p] != "", p].astype(str).nunique() > 1]
     names = []
     for _, row in table.iterrows():
-        settings = [f"{SYMBOLS.get(p, p)}={row[p]:.3g}" if isinstance(row[p], float) else f"{SYMBOLS.get(p, p)}={row[p]}" for p in varying if row[p] != ""]
+        settings = [setting(p, row[p]) for p in varying if row[p] != ""]
         names.append(f"{row['model']}{' (' + ', '.join(settings) + ')' if settings else ''} + {row['clusterer']}")
     return names
 
@@ -110,13 +117,6 @@ def method_table(table: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     return summary.sort_values(f"{metric}_mean", ascending=mode == "min", na_position="last", kind="stable").reset_index(drop=True)
 
 
-def _mean_std(mean: float, std: float) -> str:
-    if math.isnan(mean):
-        return "-"
-    digits = 1 if abs(mean) >= 100 else 4
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if not math.isnan(std) else "")
-
-
 def format_methods(methods: pd.DataFrame) -> str:
     """The method table as text: 'mean ± std' per metric."""
     if methods.empty:
@@ -124,13 +124,13 @@ def format_methods(methods: pd.DataFrame) -> str:
     shown = methods[["method", "n"]].copy()
     for m in (*METRICS, "seconds"):
         if f"{m}_mean" in methods:
-            shown[m] = [_mean_std(a, b) for a, b in zip(methods[f"{m}_mean"], methods[f"{m}_std"])]
+            shown[m] = [format_value(a, b, m) for a, b in zip(methods[f"{m}_mean"], methods[f"{m}_std"])]
     return shown.to_string(index=False)
 
 
 def format_leaderboard(table: pd.DataFrame) -> str:
     shown = table.drop(columns=["method"] + [c for c in ("error",) if not table[c].astype(bool).any()])
-    shown = shown.drop(columns=[c for c in (*EXTERNAL, "val_loss", "noise_fraction") if c in shown and shown[c].isna().all()])
+    shown = shown.drop(columns=[c for c in (*LABEL_METRICS, "val_loss", "noise_fraction") if c in shown and shown[c].isna().all()])
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-")
 
 
@@ -171,7 +171,5 @@ def pareto_front(methods: pd.DataFrame, metrics: list[str], modes: list[str]) ->
     defined = methods.dropna(subset=columns)
     # Turn every objective into "larger is better", then keep the non-dominated rows.
     scores = defined[columns].to_numpy(float) * [1.0 if mode == "max" else -1.0 for mode in modes]
-    on_front = [
-        not any((other >= row).all() and (other > row).any() for j, other in enumerate(scores) if j != i) for i, row in enumerate(scores)
-    ]
+    on_front = [not any((other >= row).all() and (other > row).any() for j, other in enumerate(scores) if j != i) for i, row in enumerate(scores)]
     return defined[on_front].reset_index(drop=True)

@@ -160,4 +160,3 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicvae.config import TrialParams
+from musicvae.params import TrialParams
 
 
 def pool_groups(embedding: np.ndarray, groups: np.ndarray, weight: float) -> np.ndarray:

@@ -124,9 +124,7 @@ def external_metrics(labels: np.ndarray, clusters: np.ndarray) -> dict[str, floa
     }
 
 
-def all_metrics(
-    embedding: np.ndarray, clusters: np.ndarray, labels: np.ndarray | None, silhouette_sample: int | None = 10000, seed: int = 0
-) -> Scores:
+def all_metrics(embedding: np.ndarray, clusters: np.ndarray, labels: np.ndarray | None, silhouette_sample: int | None = 10000, seed: int = 0) -> Scores:
     """Every metric for one clustering, plus the clusters found, the noise fraction and the largest cluster's share.
 
     The largest share flags degenerate clusterings that internal metrics

@@ -16,7 +16,6 @@ under ``report/``. With several sweeps, ``report.md`` puts them side by side.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,9 +28,13 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from musicvae import figures as fig
-from musicvae.config import METRIC_MODES, VARIATIONAL_MODELS, SelectionConfig, TrialParams, param_kind
-from musicvae.leaderboard import TrialRecord, method_table, pareto_front, selection_summary, trial_table
+from musicvae import metric_registry as registry
+from musicvae import study_figures
+from musicvae.config import SelectionConfig
+from musicvae.leaderboard import TrialRecord, method_table, pareto_front, selection_summary, setting, trial_table
+from musicvae.metric_registry import QUALITY
 from musicvae.metrics import DEGENERATE_SHARE
+from musicvae.params import VARIATIONAL_MODELS, TrialParams, param_kind
 from musicvae.selection import Selection, choose
 from musicvae.summary import metrics_heatmap
 from musicvae.tracking import ERROR_TAG, ROLE_TAG, SWEEP_TAG, search_all_runs
@@ -39,9 +42,7 @@ from musicvae.tracking import ERROR_TAG, ROLE_TAG, SWEEP_TAG, search_all_runs
 STOPPED_TAG = "musicvae.stopped"  # why the scheduler stopped a trial
 
 # Columns of methods.md. Quality metrics get a bold best; the diagnostics are context, not a ranking.
-QUALITY = ("silhouette", "calinski_harabasz", "davies_bouldin", "ari", "nmi", "purity")
 DIAGNOSTICS = ("noise_fraction", "largest_cluster", "seconds")
-LOWER_IS_BETTER = ("davies_bouldin",)
 
 CURVE_METRICS = ("silhouette", "ari", "nmi")  # beta_curves.png panels
 BAR_METRICS = ("silhouette", "ari", "nmi", "purity")  # best_methods.png groups: all on one [-1, 1] scale
@@ -150,7 +151,7 @@ def sweep_objectives(parent: Run) -> tuple[list[str], list[str]]:
     """The objectives and modes from the parent's params ('silhouette,val_loss' / 'max,min'), primary first."""
     params = parent.data.params
     objectives = params.get("objective", "silhouette").split(",")
-    modes = params.get("mode", "").split(",") if params.get("mode") else [METRIC_MODES.get(m, "max") for m in objectives]
+    modes = params.get("mode", "").split(",") if params.get("mode") else [registry.spec(m).mode for m in objectives]
     return objectives, modes
 
 
@@ -206,22 +207,6 @@ def build_tables(sweep: SweepRuns) -> SweepTables:
     return SweepTables(sweep, table, method_table(table, sweep.metric, sweep.mode))
 
 
-def _digits(mean: float, column: str) -> int:
-    """One decimal for Calinski-Harabasz, seconds and other large numbers, four otherwise, as in the sweep's leaderboard.
-
-    Fixed per column where the scale is known, so a column's numbers line up.
-    """
-    return 1 if column in ("calinski_harabasz", "seconds") or abs(mean) >= 100 else 4
-
-
-def _cell(mean: float, std: float, column: str) -> str:
-    """'0.4000 ± 0.0100'; '–' when undefined; the mean alone for a single seed."""
-    if math.isnan(mean):
-        return "–"
-    digits = _digits(mean, column)
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if not math.isnan(std) else "")
-
-
 def degenerate_rows(methods: pd.DataFrame) -> set[int]:
     """Methods that put DEGENERATE_SHARE of the tracks in one cluster: internal metrics reward them, selection skips them."""
     if "largest_cluster_mean" not in methods:
@@ -238,9 +223,9 @@ def best_rows(methods: pd.DataFrame, column: str) -> set[int]:
     values = methods[f"{column}_mean"].drop(index=list(degenerate_rows(methods))).dropna()
     if len(values) < 2:
         return set()
-    best = values.min() if column in LOWER_IS_BETTER else values.max()
-    digits = _digits(best, column)
-    return set(values.index[values.round(digits) == round(best, digits)])
+    best = values.min() if registry.lower_is_better(column) else values.max()
+    places = registry.digits(best, column)
+    return set(values.index[values.round(places) == round(best, places)])
 
 
 def report_columns(methods: pd.DataFrame) -> list[str]:
@@ -258,14 +243,14 @@ def _escape(text: str) -> str:
 def methods_markdown_table(methods: pd.DataFrame) -> str:
     """Method × metric, 'mean ± std' over seeds, the best mean of each quality metric in bold."""
     columns = report_columns(methods)
-    headers = ["method", "n"] + [fig.metric_label(c) + (" (lower is better)" if c in LOWER_IS_BETTER else "") for c in columns]
+    headers = ["method", "n"] + [registry.label(c) + (" (lower is better)" if c in QUALITY and registry.lower_is_better(c) else "") for c in columns]
     bold = {c: best_rows(methods, c) for c in columns if c in QUALITY}
     degenerate = degenerate_rows(methods)
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---", "---:"] + ["---:"] * len(columns)) + "|"]
     for index, row in methods.iterrows():
         cells = [_escape(row["method"]) + (" †" if index in degenerate else ""), str(int(row["n"]))]
         for c in columns:
-            text = _cell(row[f"{c}_mean"], row[f"{c}_std"], c)
+            text = registry.format_value(row[f"{c}_mean"], row[f"{c}_std"], c)
             cells.append(f"**{text}**" if index in bold.get(c, ()) else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -308,11 +293,6 @@ def _param_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c in TrialParams.model_fields]
 
 
-def _setting(name: str, value: Any) -> str:
-    symbol = {"beta": "β"}.get(name, name)
-    return f"{symbol}={value:.3g}" if isinstance(value, float) else f"{symbol}={value}"
-
-
 def beta_points(table: pd.DataFrame) -> pd.DataFrame:
     """Per (variational model × clusterer × other varying settings, β): mean and std over seeds of the curve metrics.
 
@@ -327,7 +307,7 @@ def beta_points(table: pd.DataFrame) -> pd.DataFrame:
     varying = [p for p in _param_columns(ok) if p not in ("model", "clusterer", "beta", "seed") and ok[p].astype(str).nunique() > 1]
     labels = []
     for _, row in ok.iterrows():
-        settings = ", ".join(_setting(p, row[p]) for p in varying if row[p] != "")
+        settings = ", ".join(setting(p, row[p]) for p in varying if row[p] != "")
         labels.append(f"{row['model']}{f' ({settings})' if settings else ''} + {row['clusterer']}")
     metrics = [m for m in CURVE_METRICS if ok[m].notna().any()]
     grouped = ok.assign(series=labels).groupby(["series", "beta"], sort=True)[metrics]
@@ -344,7 +324,7 @@ def beta_curves(table: pd.DataFrame, name: str) -> tuple[Any | None, str]:
         return None, f"β curves not drawn: {why}; they need at least two β values."
     metrics = [m for m in CURVE_METRICS if f"{m}_mean" in points]
     title = f"{name}: clustering quality against β (mean ± std over seeds)"
-    return fig.metric_curves_figure(points, "beta", "series", metrics, title=title, x_label="β (log scale)", log_x=True), ""
+    return study_figures.metric_curves_figure(points, "beta", "series", metrics, title=title, x_label="β (log scale)", log_x=True), ""
 
 
 def best_methods(tables: SweepTables, top: int = TOP_METHODS) -> pd.DataFrame:
@@ -377,7 +357,7 @@ def best_methods_figure(tables: SweepTables, name: str) -> Any:
     hatched = tuple(label for label, method in zip(chosen["label"], chosen["method"]) if model_of.get(method) in BASELINES)
     metric = tables.sweep.metric
     title = f"{name}: the best methods by {metric}, and the best baselines (mean ± std over n seeds)"
-    return fig.grouped_bars_figure(means, stds, title=title, y_label="score (higher is better)", hatched=hatched)
+    return study_figures.grouped_bars_figure(means, stds, title=title, y_label="score (higher is better)", hatched=hatched)
 
 
 def write_figures(tables: SweepTables, folder: Path) -> tuple[list[Path], list[str]]:

@@ -34,6 +34,8 @@ import plotly.offline
 from mlflow.tracking import MlflowClient
 
 from musicvae import figures as fig
+from musicvae import metric_registry as registry
+from musicvae import projection
 from musicvae.charts import (
     Explored,
     best_figure,
@@ -44,10 +46,8 @@ from musicvae.charts import (
 )
 from musicvae.features.store import is_uri
 from musicvae.report import (
-    LOWER_IS_BETTER,
     QUALITY,
     SweepTables,
-    _cell,
     best_rows,
     degenerate_rows,
     report_columns,
@@ -106,16 +106,16 @@ def explored(
             return None
         embedding = pd.read_parquet(saved)
         saved = _download(client, trial["run_id"], "projection.parquet", folder)
-        projection = pd.read_parquet(saved) if saved else None
+        saved_xy = pd.read_parquet(saved) if saved else None
     tracks = embedding.copy()
     if "genre" not in tracks:
         tracks["genre"] = ""
-    kind = next((m for m in fig.PROJECTIONS if projection is not None and f"{m}_x" in projection), None)
+    kind = next((m for m in projection.PROJECTIONS if saved_xy is not None and f"{m}_x" in saved_xy), None)
     if kind is not None:
-        xy = projection[["track_id", f"{kind}_x", f"{kind}_y"]].set_axis(["track_id", "x", "y"], axis=1)
+        xy = saved_xy[["track_id", f"{kind}_x", f"{kind}_y"]].set_axis(["track_id", "x", "y"], axis=1)
     else:  # the trial drew no figure: project a sample here
         rows = fig.sample_rows(len(tracks), max_points, 0)
-        coords = fig.project(tracks.filter(regex=r"^z\d+$").to_numpy(np.float32)[rows], "umap")
+        coords = projection.project(tracks.filter(regex=r"^z\d+$").to_numpy(np.float32)[rows], "umap")
         xy = pd.DataFrame({"track_id": tracks["track_id"].to_numpy()[rows], "x": coords[:, 0], "y": coords[:, 1]})
         kind = "computed umap"
     tracks = tracks.merge(xy, on="track_id", how="left")
@@ -150,10 +150,9 @@ def methods_table_html(methods: pd.DataFrame, selected: str | None, oracle: str 
     columns = report_columns(methods)
     best = {c: best_rows(methods, c) for c in columns if c in QUALITY}
     degenerate = degenerate_rows(methods)
-    head = "".join(
-        f'<th data-type="{t}">{html.escape(h)}</th>'
-        for h, t in [("method", "text"), ("n", "num")] + [(fig.metric_label(c) + (" ↓" if c in LOWER_IS_BETTER else ""), "num") for c in columns]
-    )
+    headers = [("method", "text"), ("n", "num")]
+    headers += [(registry.label(c) + (" ↓" if c in QUALITY and registry.lower_is_better(c) else ""), "num") for c in columns]
+    head = "".join(f'<th data-type="{t}">{html.escape(h)}</th>' for h, t in headers)
     rows = []
     for index, row in methods.iterrows():
         marks = (" †" if index in degenerate else "") + (" ★ selected" if row["method"] == selected else "") + (" ◆ oracle" if row["method"] == oracle else "")
@@ -165,7 +164,7 @@ def methods_table_html(methods: pd.DataFrame, selected: str | None, oracle: str 
             mean = row[f"{c}_mean"]
             value = "" if pd.isna(mean) else repr(float(mean))
             css = ' class="best"' if index in best.get(c, ()) else ""
-            cells.append(f'<td data-v="{value}"{css}>{html.escape(_cell(mean, row[f"{c}_std"], c))}</td>')
+            cells.append(f'<td data-v="{value}"{css}>{html.escape(registry.format_value(mean, row[f"{c}_std"], c))}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="sortable" id="methods"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -180,7 +179,8 @@ def selection_html(tables: SweepTables) -> str:
     rows = []
     for rule, pick in selection.picks.items():
         row = selection.row(pick)
-        cells = f"<td>{'<b>' + rule + '</b> (chosen)' if rule == selection.rule else rule}</td><td>{html.escape(pick)}</td><td data-v='{row['stability']}'>{row['stability']:.3f}</td>"
+        name = f"<b>{rule}</b> (chosen)" if rule == selection.rule else rule
+        cells = f"<td>{name}</td><td>{html.escape(pick)}</td><td data-v='{row['stability']}'>{row['stability']:.3f}</td>"
         if labelled:
             cells += f"<td data-v='{row['ari']}'>{row['ari']:.4f}</td><td data-v='{selection.regret(pick)}'>{selection.regret(pick):.4f}</td>"
         rows.append(f"<tr>{cells}</tr>")
@@ -283,7 +283,8 @@ def page(tables: SweepTables, items: list[Explored], notes: list[str]) -> str:
         shown = int(item.tracks["x"].notna().sum())
         parts += [
             f"<h2>Explorer: {html.escape(item.method)} ({item.role})</h2>",
-            f"<p class='note'>Trial <code>{html.escape(item.trial)}</code>; {shown} of {len(item.tracks)} tracks, {html.escape(item.projection)} of its embedding. "
+            f"<p class='note'>Trial <code>{html.escape(item.trial)}</code>; {shown} of {len(item.tracks)} tracks, "
+            f"{html.escape(item.projection)} of its embedding. "
             "Hover for a track, click to play it" + ("" if (item.tracks["audio"] != "").any() else " (no audio files: a feature-table source)") + ".</p>",
             _figure_html(explorer_figure(item), f"explorer-{i}").replace('class="plotly-graph-div"', 'class="plotly-graph-div explorer"'),
             "<h3>Cluster composition</h3>",

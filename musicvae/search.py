@@ -15,7 +15,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from musicvae.config import ParamSpec, Range, SearchConfig, applies, describe_condition, ordered_names, param_kind
+from musicvae.config import SearchConfig
+from musicvae.params import ParamSpec, Range, applies, describe_condition, ordered_names, param_kind
 
 
 def _suggest(trial: Any, name: str, spec: ParamSpec) -> tuple[Any, bool]:

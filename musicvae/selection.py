@@ -273,7 +273,9 @@ class Selection:
         if self.oracle is not None:
             oracle = self.row(self.oracle)
             lines[0] += f": ARI {win['ari']:.4f}, NMI {win['nmi']:.4f}"
-            lines.append(f"  oracle (best mean ARI, uses labels): {self.oracle}: ARI {oracle['ari']:.4f}, NMI {oracle['nmi']:.4f}; regret {self.regret(self.winner):.4f}")
+            lines.append(
+                f"  oracle (best mean ARI, uses labels): {self.oracle}: ARI {oracle['ari']:.4f}, NMI {oracle['nmi']:.4f}; regret {self.regret(self.winner):.4f}"
+            )
         others = [f"{rule}: {pick}" + (f" (regret {self.regret(pick):.4f})" if self.oracle else "") for rule, pick in self.picks.items() if rule != self.rule]
         if others:
             lines.append("  other rules' picks: " + "; ".join(others))
@@ -344,7 +346,15 @@ def select_methods(
     direction = 1.0 if mode == "max" else -1.0
     ok["objective"] = direction * ok[objective].astype(float) if objective in ok else math.nan
 
-    columns = [*(f"pooled_{score}" for score in SPACE_SCORES), "consensus", "objective", "input_silhouette", "resample_stability", "largest_cluster", "noise_in_sample"]
+    columns = [
+        *(f"pooled_{score}" for score in SPACE_SCORES),
+        "consensus",
+        "objective",
+        "input_silhouette",
+        "resample_stability",
+        "largest_cluster",
+        "noise_in_sample",
+    ]
     columns += [c for c in ("ari", "nmi") if c in ok and ok[c].notna().any()]
     ok = ok.assign(**{c: ok[c].astype(float) for c in columns if c in ok})
     grouped = ok.groupby("method", sort=False)

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from musicvae import figures as fig
-from musicvae.config import VARIATIONAL_MODELS
+from musicvae import projection, study_figures
 from musicvae.dataset import FeatureSet
 from musicvae.leaderboard import METRICS
+from musicvae.params import VARIATIONAL_MODELS
 
 HEATMAP_COLUMNS = (*METRICS, "seconds")
 
@@ -28,7 +29,7 @@ def metrics_heatmap(methods: pd.DataFrame, title: str) -> Any:
         columns.remove("noise_fraction")  # no density clusterer in the sweep: a column of zeros says nothing
     means = methods.set_index("method")[[f"{m}_mean" for m in columns]].set_axis(columns, axis=1)
     stds = methods.set_index("method")[[f"{m}_std" for m in columns]].set_axis(columns, axis=1)
-    return fig.metrics_heatmap(means, stds, title=title, lower_is_better=("davies_bouldin", "noise_fraction", "largest_cluster"))
+    return study_figures.metrics_heatmap(means, stds, title=title)
 
 
 def _panel_trials(table: pd.DataFrame, methods: pd.DataFrame) -> list[pd.Series]:
@@ -45,18 +46,16 @@ def _coordinates(artifacts: Path, max_points: int, seed: int) -> pd.DataFrame:
     saved = artifacts / "projection.parquet"
     if saved.exists():
         table = pd.read_parquet(saved)
-        method = next(m for m in fig.PROJECTIONS if f"{m}_x" in table)
+        method = next(m for m in projection.PROJECTIONS if f"{m}_x" in table)
         coords = pd.DataFrame({"track_id": table["track_id"], "x": table[f"{method}_x"], "y": table[f"{method}_y"]})
     else:
         rows = fig.sample_rows(len(embedding), max_points, seed)
-        xy = fig.project(embedding.filter(regex=r"^z\d+$").to_numpy()[rows], "umap", seed=seed)
+        xy = projection.project(embedding.filter(regex=r"^z\d+$").to_numpy()[rows], "umap", seed=seed)
         coords = pd.DataFrame({"track_id": embedding["track_id"].to_numpy()[rows], "x": xy[:, 0], "y": xy[:, 1]})
     return coords.merge(embedding[["track_id", "cluster"]], on="track_id", how="left")
 
 
-def beta_grid(
-    table: pd.DataFrame, methods: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet, max_points: int, seed: int = 0
-) -> Any | None:
+def beta_grid(table: pd.DataFrame, methods: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet, max_points: int, seed: int = 0) -> Any | None:
     """One UMAP per (model, β), coloured by genre (by cluster without labels); None with fewer than two β values."""
     chosen = [row for row in _panel_trials(table, methods) if row["trial"] in checkpoints]
     if len({row["beta"] for row in chosen}) < 2:

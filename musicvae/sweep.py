@@ -25,10 +25,11 @@ import pandas as pd
 import yaml
 
 from musicvae import console
-from musicvae.config import K_CLUSTERERS, VARIATIONAL_MODELS, ResourcesConfig, SelectionConfig, SweepConfig, TrackingConfig, TrialParams, TrialsConfig, choices
+from musicvae.config import ResourcesConfig, SelectionConfig, SweepConfig, TrackingConfig, TrialsConfig
 from musicvae.dataset import FeatureSet, load_feature_set
 from musicvae.features import store
 from musicvae.leaderboard import METRICS, format_leaderboard, format_methods, leaderboard, method_table, pareto_front
+from musicvae.params import K_CLUSTERERS, VARIATIONAL_MODELS, TrialParams, choices
 from musicvae.search import describe_space, optuna_search
 from musicvae.selection import Selection, select_methods
 
@@ -106,7 +107,12 @@ def report_checkpoint(metrics: dict[str, Any], directory: str) -> None:
 
 
 def tune_trainable(
-    config: dict[str, Any], data: FeatureSet, trials: TrialsConfig, resources: ResourcesConfig, cache_dir: str | None = None, selection: SelectionConfig | None = None
+    config: dict[str, Any],
+    data: FeatureSet,
+    trials: TrialsConfig,
+    resources: ResourcesConfig,
+    cache_dir: str | None = None,
+    selection: SelectionConfig | None = None,
 ) -> None:
     """A Tune function trainable: per-epoch losses with periodic checkpoints, then the metrics and artifacts.
 
@@ -290,23 +296,23 @@ def find_run(storage: str, name: str) -> str:
 
 
 def sync_run(run_path: str) -> dict[str, int]:
-    """``musicvae sync``: re-log to MLflow whatever this sweep run's Tune state holds that MLflow lacks (:func:`tracking.sync_trials`)."""
-    from musicvae import tracking
+    """``musicvae sync``: re-log to MLflow whatever this sweep run's Tune state holds that MLflow lacks (:func:`trial_tracking.sync_trials`)."""
+    from musicvae import tracking, trial_tracking
     from musicvae.config import parse_sweep
 
     cfg = parse_sweep(yaml.safe_load(load_run_sweep(run_path)), origin=f"{run_path}/{SWEEP_FILE}")
     saved = json.loads(_read_text(f"{run_path}/{RUN_FILE}"))
     _, experiment_id = tracking.connect(saved["tracking_uri"], cfg.tracking.experiment)
-    return _sync(run_path, tracking.MLflowTrialCallback(saved["tracking_uri"], experiment_id, saved["parent_run_id"], cfg.name))
+    return _sync(run_path, trial_tracking.MLflowTrialCallback(saved["tracking_uri"], experiment_id, saved["parent_run_id"], cfg.name))
 
 
 def _sync(run_path: str, callback: Any) -> dict[str, int]:
     from ray.tune import ExperimentAnalysis
 
-    from musicvae import tracking
+    from musicvae import trial_tracking
 
     analysis = ExperimentAnalysis(run_path)
-    return tracking.sync_trials(callback, analysis.trials, analysis.trial_dataframes)
+    return trial_tracking.sync_trials(callback, analysis.trials, analysis.trial_dataframes)
 
 
 def load_run_sweep(run_path: str) -> str:
@@ -366,10 +372,6 @@ def _tune_environment() -> None:
     # every result. The metric name itself is validated by the sweep file's
     # schema, which is what that check guards against.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    # Keeping only the last checkpoints makes Tune snapshot its experiment state
-    # whenever one is deleted (so a resume never points at a deleted one); with
-    # short trials that is often, and Tune warns each time. The snapshot is cheap.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # What a resume knows is Tune's last snapshot of the experiment (and of the
     # Optuna study). Tune's default ("auto") snapshots at most every 10 s; a
     # trial started after the last snapshot is forgotten by a crash, so snapshot
@@ -405,7 +407,11 @@ def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: s
             callbacks=callbacks,
             # Restarts of a trial whose worker died; the trial's own errors are results (tune_trainable).
             failure_config=tune.FailureConfig(max_failures=cfg.trials.max_retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the last training state, and the final artifacts
+            # Every checkpoint is kept while the sweep runs, and all but each trial's last are pruned once it ends
+            # (prune_checkpoints). With num_to_keep, Tune deletes a checkpoint as soon as a newer one is registered,
+            # before its next experiment snapshot records the newer one: a driver killed in between resumes a trial
+            # from a checkpoint that no longer exists ("Could not recover from checkpoint"), and the trial fails.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             verbose=console.tune_verbosity(),  # 0: our progress bar (musicvae.progress) instead of Tune's tables
         ),
     )
@@ -433,6 +439,27 @@ def fit_settled(tuner: Any, run_path: str, trainable: Any, rounds: int) -> Any:
     return results
 
 
+def prune_checkpoints(results: Any) -> int:
+    """Delete every checkpoint but each trial's last (its final artifacts, or where it stopped); returns how many.
+
+    Run only after ``fit`` has returned: no Tune snapshot can then point at a
+    deleted checkpoint. Works on any storage (the checkpoint's own filesystem).
+    """
+    import pyarrow.fs as pafs
+
+    removed = 0
+    for result in results:
+        if result.checkpoint is None:
+            continue
+        fs, keep = result.checkpoint.filesystem, result.checkpoint.path.rstrip("/")
+        folder = keep.rsplit("/", 1)[0]
+        for info in fs.get_file_info(pafs.FileSelector(folder)):
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_") and info.path.rstrip("/") != keep:
+                fs.delete_dir(info.path)
+                removed += 1
+    return removed
+
+
 def select_sweep(cfg: SweepConfig, table: pd.DataFrame, checkpoints: dict[str, Any], data: FeatureSet) -> Selection:
     """The label-free choice over the finished trials, each clustering scored in the sweep's shared spaces (musicvae.selection)."""
     from musicvae.trial import read_embedding
@@ -450,7 +477,12 @@ def selection_metrics(selection: Selection) -> dict[str, float]:
     if selection.winner is None:
         return {}
     win = selection.row(selection.winner)
-    metrics = {"selection_seconds": selection.seconds, "selection_spaces": float(selection.n_spaces), "selection_stable": float(selection.stable), "selected_stability": float(win["stability"])}
+    metrics = {
+        "selection_seconds": selection.seconds,
+        "selection_spaces": float(selection.n_spaces),
+        "selection_stable": float(selection.stable),
+        "selected_stability": float(win["stability"]),
+    }
     if selection.oracle is not None:
         metrics.update(selected_ari=float(win["ari"]), selected_nmi=float(win["nmi"]), selection_regret=selection.regret(selection.winner))
     return metrics
@@ -525,7 +557,7 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
     import ray
     from ray import tune
 
-    from musicvae import tracking
+    from musicvae import tracking, trial_tracking
     from musicvae.progress import SweepProgress
     from musicvae.summary import sweep_figures
 
@@ -551,18 +583,21 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
                 if forgotten:
                     print(f"{forgotten} trial(s) began after Tune's last snapshot before the crash; their partial runs were deleted", flush=True)
                 # What the crash (or a tracking outage) kept from MLflow, into the parent run opened above.
-                synced = _sync(run_path, tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name))
+                synced = _sync(run_path, trial_tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name))
                 if any(synced.values()):
                     print("Re-logged to MLflow from Tune's state: " + ", ".join(f"{n} {what}" for what, n in synced.items()), flush=True)
             else:
-                callbacks = [tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name)]
+                callbacks = [trial_tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name)]
                 if not console.verbose():
                     callbacks.append(SweepProgress(cfg.num_samples, cfg.search.primary, cfg.search.resolved_mode))
                 tuner = build_tuner(cfg, data, callbacks, run_name)
                 run_path = f"{storage_root(cfg.storage_path).rstrip('/')}/{run_name}"
                 _write_text(f"{run_path}/{SWEEP_FILE}", sweep_yaml)
                 _write_text(f"{run_path}/{RUN_FILE}", json.dumps({"tracking_uri": parent.uri, "parent_run_id": parent.run_id}))
-            print(f"Ray results: {run_path}\nIf interrupted, continue with: musicvae sweep --resume {run_name} --storage {storage_root(cfg.storage_path)}", flush=True)
+            print(
+                f"Ray results: {run_path}\nIf interrupted, continue with: musicvae sweep --resume {run_name} --storage {storage_root(cfg.storage_path)}",
+                flush=True,
+            )
             results = fit_settled(tuner, run_path, build_trainable(cfg, data), cfg.trials.max_retries)
             metric, mode = cfg.search.primary, cfg.search.resolved_mode
             table = leaderboard(results, metric, mode)
@@ -586,6 +621,7 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
                 projections = any(m in cfg.trials.figures for m in ("umap", "tsne"))
                 sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points, projections)
                 client.log_artifacts(parent.run_id, figures, "figures")
+            prune_checkpoints(results)
             status = "FINISHED"
         finally:
             tracking.close_unfinished_children(client, parent.experiment_id, parent.run_id)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from musicvae.clustering import Clustering, cluster, resample_stability
-from musicvae.config import K_CLUSTERERS, SelectionConfig, TrialParams
+from musicvae.config import SelectionConfig
 from musicvae.dataset import FeatureSet
 from musicvae.disentanglement import DisentanglementReport, analyse_latents
 from musicvae.idec import refine
@@ -30,6 +30,7 @@ from musicvae.metrics import DEGENERATE_SHARE, all_metrics, input_metrics, sampl
 from musicvae.models import build_model
 from musicvae.models.pca import pca_embedding
 from musicvae.models.vade import VaDE
+from musicvae.params import K_CLUSTERERS, TrialParams
 from musicvae.training import EpochStats, TrainingState, encode, pick_device, seed_everything, train_model
 
 
@@ -227,7 +228,10 @@ def run_trial(
     selection: SelectionConfig | None = None,
     cache_dir: Path | None = None,
 ) -> TrialResult:
-    """Embed, cluster and score; ``on_epoch``/``resume``/``checkpoint_every`` as in :func:`~musicvae.training.train_model`, ``cache_dir`` as in :func:`evaluate`."""
+    """Embed, cluster and score.
+
+    ``on_epoch``/``resume``/``checkpoint_every`` as in :func:`~musicvae.training.train_model`, ``cache_dir`` as in :func:`evaluate`.
+    """
     resolve_n_clusters(params, data)  # fail on a missing k before training, not after
     embedded = embed(params, data, on_epoch=on_epoch, device=device, resume=resume, checkpoint_every=checkpoint_every)
     return evaluate(params, data, embedded, silhouette_sample=silhouette_sample, selection=selection, cache_dir=cache_dir)
@@ -242,9 +246,9 @@ def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: 
     embedding once per clusterer. The key is the embedding's bytes: a
     different embedding can never be served a stale picture.
     """
-    from musicvae import figures as fig
+    from musicvae.projection import project
 
-    return cached_array(cache_dir, embedding, f"{method}{seed}", lambda: fig.project(embedding, method, seed=seed))
+    return cached_array(cache_dir, embedding, f"{method}{seed}", lambda: project(embedding, method, seed=seed))
 
 
 def read_embedding(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -285,6 +289,7 @@ def write_artifacts(
     Returns the seconds spent, to be reported apart from the trial's own time.
     """
     from musicvae import figures as fig
+    from musicvae.projection import PROJECTIONS
 
     start = time.perf_counter()
     directory = Path(directory)
@@ -299,7 +304,7 @@ def write_artifacts(
     if result.model is not None:
         save_model(result.model, directory / "model")
 
-    methods = [m for m in fig.PROJECTIONS if m in figures]
+    methods = [m for m in PROJECTIONS if m in figures]
     if methods:
         rows = fig.sample_rows(len(result.embedding), figure_points, seed)
         coords = {m: cached_projection(result.embedding[rows], m, seed, cache_dir) for m in methods}
@@ -312,4 +317,3 @@ def write_artifacts(
     if "disentanglement" in figures:
         fig.save_figure(fig.disentanglement_figure(result.latents, title=title), directory / "figures" / "latents.png")
     return {"artifact_seconds": time.perf_counter() - start}
-

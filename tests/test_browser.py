@@ -151,7 +151,8 @@ def test_clicking_a_point_plays_its_clip(browser, finished_sweep: dict) -> None:
     )
     time.sleep(1.0)
     state = browser.execute_script(
-        "var a = document.getElementById('audio'); return [a.getAttribute('src'), a.error ? a.error.code : null, a.readyState, document.getElementById('playing').textContent]"
+        "var a = document.getElementById('audio');"
+        "return [a.getAttribute('src'), a.error ? a.error.code : null, a.readyState, document.getElementById('playing').textContent]"
     )
     src, error, ready, playing = state
     assert src == point[5] and (report.parent / src).resolve().is_file()

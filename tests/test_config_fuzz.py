@@ -67,7 +67,12 @@ def mutated(document: dict, path: tuple, action: str, value: Any) -> Any:
 def sweep_texts(draw: st.DrawFn) -> str:
     kind = draw(st.sampled_from(["mutate", "mutate", "mutate", "mutate", "raw_yaml", "top_level"]))
     if kind == "raw_yaml":
-        return draw(st.one_of(st.text(max_size=60), st.sampled_from(["", "   \n", "name: [unclosed", "name: x\n  bad: indent\n:", "\t- tab", "{{{", "--- !!python/object:os.system {}"])))
+        return draw(
+            st.one_of(
+                st.text(max_size=60),
+                st.sampled_from(["", "   \n", "name: [unclosed", "name: x\n  bad: indent\n:", "\t- tab", "{{{", "--- !!python/object:os.system {}"]),
+            )
+        )
     if kind == "top_level":
         return yaml.safe_dump(draw(values))
     document = draw(st.sampled_from(SHIPPED))

@@ -11,17 +11,16 @@ from matplotlib.colors import to_rgba
 
 from musicvae.disentanglement import analyse_latents
 from musicvae.figures import (
-    PROJECTIONS,
     Panel,
     beta_grid_figure,
     colour_table,
     disentanglement_figure,
-    metrics_heatmap,
-    project,
     projection_figure,
     sample_rows,
     save_figure,
 )
+from musicvae.projection import PROJECTIONS, project
+from musicvae.study_figures import metrics_heatmap
 
 GENRES = ["Electronic", "Folk", "Hip-Hop", "Rock"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -79,9 +79,21 @@ def test_errors_name_the_key(slice_dir: Path) -> None:
 def write_tracks_csv(path: Path, rows: dict[int, tuple[str, str | None]]) -> None:
     """An FMA-layout tracks.csv (two header rows + the index-name row) whose genre columns are easy to spot."""
     columns = pd.MultiIndex.from_tuples(
-        [("set", "subset"), ("track", "genre_top"), ("track", "title"), ("track", "genres"), ("track", "genres_all"), ("track", "tags"), ("artist", "name"), ("album", "title")]
+        [
+            ("set", "subset"),
+            ("track", "genre_top"),
+            ("track", "title"),
+            ("track", "genres"),
+            ("track", "genres_all"),
+            ("track", "tags"),
+            ("artist", "name"),
+            ("album", "title"),
+        ]
     )
-    data = {tid: (subset, genre, f"Song {tid}", f"GENRES[{genre}]", f"GENRES_ALL[{genre}]", f"TAGS[{genre}]", f"Artist {tid}", f"Album {tid}") for tid, (subset, genre) in rows.items()}
+    data = {
+        tid: (subset, genre, f"Song {tid}", f"GENRES[{genre}]", f"GENRES_ALL[{genre}]", f"TAGS[{genre}]", f"Artist {tid}", f"Album {tid}")
+        for tid, (subset, genre) in rows.items()
+    }
     frame = pd.DataFrame.from_dict(data, orient="index", columns=columns)
     frame.index.name = "track_id"
     frame.to_csv(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from musicvae import tracking
+from musicvae import tracking, trial_tracking
 from musicvae.sweep import fit_settled
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def test_a_trial_lost_while_its_worker_is_reused_is_run_again(tmp_path: Path) ->
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client, experiment_id = tracking.connect(uri, "lost")
     parent = tracking.start_parent_run(client, experiment_id, "lost", {}, "")
-    callback = tracking.MLflowTrialCallback(uri, experiment_id, parent, "lost")
+    callback = trial_tracking.MLflowTrialCallback(uri, experiment_id, parent, "lost")
     trainable = dies_in_first_reset(tmp_path / "died")
     ray.init(num_cpus=1, include_dashboard=False)  # one trial at a time: the second reuses the first one's worker
     try:

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
-from musicvae.config import SweepFileError, TrialParams, parse_sweep
+from musicvae.config import SweepFileError, parse_sweep
 from musicvae.dataset import FeatureSet, metadata_groups
 from musicvae.manifold import clustering_space, pool_groups, umap_manifold
+from musicvae.params import TrialParams
 from musicvae.trial import Embedded, evaluate
 
 
@@ -41,7 +42,9 @@ def test_the_config_refuses_grouping_by_labels_and_a_group_weight_without_groups
         parse_sweep({"name": "x", "data": {"source": table, "group_by": ["artist", "style"]}})
     with pytest.raises(SweepFileError, match="space.group_weight: has no effect without data.group_by"):
         parse_sweep({"name": "x", "data": {"source": table}, "space": {"group_weight": [0.5, 1.0]}})
-    ok = parse_sweep({"name": "x", "data": {"source": table, "group_by": ["artist"]}, "space": {"manifold": "umap", "manifold_dim": [2, 5], "group_weight": [0.5, 1.0]}})
+    ok = parse_sweep(
+        {"name": "x", "data": {"source": table, "group_by": ["artist"]}, "space": {"manifold": "umap", "manifold_dim": [2, 5], "group_weight": [0.5, 1.0]}}
+    )
     assert ok.data.group_by == ["artist"]
 
 

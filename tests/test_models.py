@@ -6,13 +6,13 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from musicvae.config import TrialParams
 from musicvae.dataset import FeatureSet
 from musicvae.models import build_model
 from musicvae.models.conv_vae import ConvVAE
 from musicvae.models.multimodal_vae import MultimodalVAE, product_of_experts
 from musicvae.models.pca import pca_embedding
 from musicvae.models.vae import MLPVAE, elbo, kl_divergence
+from musicvae.params import TrialParams
 from musicvae.training import NonFiniteLossError, TrainingState, beta_at, encode, pick_device, seed_everything, train_model
 from musicvae.trial import run_trial
 
@@ -47,7 +47,15 @@ def feature_set(x: np.ndarray, labels: np.ndarray | None, text_missing: np.ndarr
         text[text_missing] = 0.0
         text_missing_flags = text_missing
     return FeatureSet(
-        ids, x, [f"f{i}" for i in range(x.shape[1])], labels, names, pd.DataFrame({"track_id": ids}), {"mfcc_spectrogram": spectrogram}, text, text_missing_flags
+        ids,
+        x,
+        [f"f{i}" for i in range(x.shape[1])],
+        labels,
+        names,
+        pd.DataFrame({"track_id": ids}),
+        {"mfcc_spectrogram": spectrogram},
+        text,
+        text_missing_flags,
     )
 
 
@@ -271,7 +279,16 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(tmp_path) -> 
 def test_checkpoints_come_every_n_epochs_and_at_the_end() -> None:
     x, _ = blobs()
     epochs: list[int] = []
-    train_model(MLPVAE(12, 4, 32), {"features": x}, beta=1.0, epochs=7, seed=0, checkpoint_every=3, on_epoch=lambda s, st: epochs.append(st.epoch) if st else None, **TRAIN)
+    train_model(
+        MLPVAE(12, 4, 32),
+        {"features": x},
+        beta=1.0,
+        epochs=7,
+        seed=0,
+        checkpoint_every=3,
+        on_epoch=lambda s, st: epochs.append(st.epoch) if st else None,
+        **TRAIN,
+    )
     assert epochs == [3, 6, 7]
 
 

@@ -50,7 +50,18 @@ def tracking_server(shared_dir: Path):
         pytest.fail(f"{exc} (.ci/run installs it)")
     port = free_port()
     log = (shared_dir / "tracking-server.log").open("w")
-    command = [sys.executable, "-m", "musicvae.cli", "tracking-server", "--data", str(shared_dir / "tracking"), "--port", str(port), "--postgres-port", str(free_port())]
+    command = [
+        sys.executable,
+        "-m",
+        "musicvae.cli",
+        "tracking-server",
+        "--data",
+        str(shared_dir / "tracking"),
+        "--port",
+        str(port),
+        "--postgres-port",
+        str(free_port()),
+    ]
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -168,7 +179,9 @@ def node_ids(cluster: LocalCluster) -> dict[str, str]:
 
 def job_logs(cluster: LocalCluster) -> str:
     ray = str(Path(sys.executable).parent / "ray")
-    return subprocess.run([ray, "job", "logs", "--address", cluster.dashboard_url, "two-nodes"], env=cluster.env, capture_output=True, text=True, timeout=60).stdout
+    return subprocess.run(
+        [ray, "job", "logs", "--address", cluster.dashboard_url, "two-nodes"], env=cluster.env, capture_output=True, text=True, timeout=60
+    ).stdout
 
 
 def job_status(cluster: LocalCluster) -> str:

@@ -20,7 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from musicvae import figures, report, tracking
+from musicvae import figures, study_figures, tracking
 from musicvae.cli import main
 from musicvae.report import read_sweep_runs, write_report
 
@@ -237,11 +237,11 @@ def test_curves_and_bars_draw_single_seeds_undefined_means_and_beta_zero(tmp_pat
     """One seed has no std (no error bar), an undefined mean leaves a gap (bars say n/a), β = 0 needs a symlog axis."""
     nan = float("nan")
     points = pd.DataFrame({"series": ["vae"] * 3, "beta": [0.0, 0.5, 4.0], "silhouette_mean": [0.1, 0.2, nan], "silhouette_std": [nan, 0.05, nan]})
-    curves = figures.metric_curves_figure(points, "beta", "series", ["silhouette"], title="t", log_x=True)
+    curves = study_figures.metric_curves_figure(points, "beta", "series", ["silhouette"], title="t", log_x=True)
     assert curves.axes[0].get_xscale() == "symlog"
     assert figures.save_figure(curves, tmp_path / "curves.png").read_bytes()[:8] == PNG_SIGNATURE
 
     means = pd.DataFrame({"silhouette": [0.2, nan], "ari": [0.1, 0.3]}, index=["vae + kmeans", "pca + kmeans"])
-    bars = figures.grouped_bars_figure(means, means * 0.1, title="t", hatched=("pca + kmeans",))
+    bars = study_figures.grouped_bars_figure(means, means * 0.1, title="t", hatched=("pca + kmeans",))
     assert [t.get_text() for t in bars.axes[0].texts] == ["n/a"]
     assert figures.save_figure(bars, tmp_path / "bars.png").read_bytes()[:8] == PNG_SIGNATURE

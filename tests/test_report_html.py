@@ -61,3 +61,13 @@ def test_without_labels_there_is_no_genre_toggle_and_composition_shows_sizes() -
     assert {t.meta for t in figure.data} == {"cluster"} and not figure.layout.updatemenus
     bars = composition_figure(item).data
     assert len(bars) == 1 and list(bars[0].y) == [1, 3, 2]  # noise, cluster 0, cluster 1
+
+
+def test_the_report_modules_import_no_ray() -> None:
+    """`musicvae report` reads MLflow only: it must not pay for (or need) Ray."""
+    import subprocess
+    import sys
+
+    code = "import sys, musicvae.report, musicvae.report_html, musicvae.tracking; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -31,7 +31,9 @@ def test_neural_parameters_never_appear_in_pca_trials() -> None:
 
 
 def test_int_ranges_sample_ints_and_constants_pass_through() -> None:
-    configs = sample({"model": "vae", "latent_dim": {"low": 4, "high": 64, "step": 4}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}, "n_clusters": {"low": 3, "high": 9}})
+    configs = sample(
+        {"model": "vae", "latent_dim": {"low": 4, "high": 64, "step": 4}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}, "n_clusters": {"low": 3, "high": 9}}
+    )
     assert all(c["model"] == "vae" for c in configs)
     assert all(isinstance(c["n_clusters"], int) and 3 <= c["n_clusters"] <= 9 for c in configs)
     assert all(isinstance(c["latent_dim"], int) and c["latent_dim"] % 4 == 0 for c in configs)

@@ -11,10 +11,11 @@ from sklearn.metrics import calinski_harabasz_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
 from musicvae.clustering import NOISE, resample_stability
-from musicvae.config import SelectionConfig, SweepFileError, TrialParams, parse_sweep
+from musicvae.config import SelectionConfig, SweepFileError, parse_sweep
 from musicvae.dataset import FeatureSet
 from musicvae.leaderboard import TrialRecord, trial_table
 from musicvae.metrics import input_metrics, sample_rows
+from musicvae.params import TrialParams
 from musicvae.selection import build_spaces, mean_pairwise_ari, select_methods, space_scores
 from musicvae.trial import Embedded, evaluate
 
@@ -156,7 +157,10 @@ def test_input_metrics_are_the_same_for_the_same_clustering_whatever_the_embeddi
     x, labels = genres()
     rows = sample_rows(len(x), 200, 0)
     assert input_metrics(x, labels, rows).values == input_metrics(x, labels.copy(), rows).values
-    assert input_metrics(x, labels, rows).values["input_silhouette"] > input_metrics(x, np.random.default_rng(0).integers(0, 3, len(x)), rows).values["input_silhouette"]
+    assert (
+        input_metrics(x, labels, rows).values["input_silhouette"]
+        > input_metrics(x, np.random.default_rng(0).integers(0, 3, len(x)), rows).values["input_silhouette"]
+    )
 
 
 @pytest.mark.parametrize(

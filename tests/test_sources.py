@@ -12,11 +12,22 @@ from musicvae.sources import SourceError, fma_track_path, fma_tracks, folder_tra
 
 def write_fma_tracks_csv(metadata_dir: Path, labels: pd.DataFrame, extra: dict[int, tuple[str, str]] | None = None) -> None:
     """A tracks.csv in FMA's official layout (two header rows + the index-name row)."""
-    rows = {int(r.track_id): ("small", "training", r.genre, r.title, f"[{r.genre}]", f"['{r.genre.lower()}']", r.artist, "Some Album") for r in labels.itertuples()}
+    rows = {
+        int(r.track_id): ("small", "training", r.genre, r.title, f"[{r.genre}]", f"['{r.genre.lower()}']", r.artist, "Some Album") for r in labels.itertuples()
+    }
     for tid, (subset, genre) in (extra or {}).items():
         rows[tid] = (subset, "training", genre, f"t{tid}", "[]", "[]", f"a{tid}", "alb")
     columns = pd.MultiIndex.from_tuples(
-        [("set", "subset"), ("set", "split"), ("track", "genre_top"), ("track", "title"), ("track", "genres"), ("track", "tags"), ("artist", "name"), ("album", "title")]
+        [
+            ("set", "subset"),
+            ("set", "split"),
+            ("track", "genre_top"),
+            ("track", "title"),
+            ("track", "genres"),
+            ("track", "tags"),
+            ("artist", "name"),
+            ("album", "title"),
+        ]
     )
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
     frame.index.name = "track_id"

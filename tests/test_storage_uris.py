@@ -142,16 +142,16 @@ def s3():
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"127.0.0.1:{port}"
-    fs = pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1", scheme="http", endpoint_override=endpoint, allow_bucket_creation=True)
+    fs = pafs.S3FileSystem(
+        access_key="testing", secret_key="testing", region="us-east-1", scheme="http", endpoint_override=endpoint, allow_bucket_creation=True
+    )
     fs.create_dir("music")
     yield fs, lambda key: f"s3://testing:testing@{key}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
     server.stop()
 
 
 @pytest.mark.slow
-def test_s3_collection_and_store_match_the_plain_run_and_only_a_replaced_object_is_decoded_again(
-    plain_run, s3, tiny_collection: Path, monkeypatch
-) -> None:
+def test_s3_collection_and_store_match_the_plain_run_and_only_a_replaced_object_is_decoded_again(plain_run, s3, tiny_collection: Path, monkeypatch) -> None:
     fs, uri = s3
     pafs.copy_files(str(tiny_collection), "music/collection", destination_filesystem=fs)
     tracks = folder_tracks(FolderSource(kind="folder", root=uri("music/collection")))

@@ -32,7 +32,9 @@ def trial_checkpoint(root: Path, name: str, ids: list[str], with_projection: boo
 def leaderboard_rows() -> pd.DataFrame:
     """The trial table of a small β sweep, built as the sweep builds it (trial names are checkpoint keys)."""
     results = [
-        SimpleNamespace(path=f"/x/{trial}", config=config, metrics={"silhouette": silhouette, "ari": 0.1, "nmi": 0.1, "purity": 0.5, "trial_seconds": 1.0}, error=None)
+        SimpleNamespace(
+            path=f"/x/{trial}", config=config, metrics={"silhouette": silhouette, "ari": 0.1, "nmi": 0.1, "purity": 0.5, "trial_seconds": 1.0}, error=None
+        )
         for trial, config, silhouette in [
             ("v05s0", {"model": "vae", "beta": 0.5, "seed": 0}, 0.2),
             ("v05s1", {"model": "vae", "beta": 0.5, "seed": 1}, 0.3),

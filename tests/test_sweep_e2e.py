@@ -215,3 +215,52 @@ def test_a_crashed_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> Non
     assert after == list(range(last_checkpoint + 1, 9))  # continued from the checkpoint, not from epoch 1
     assert last_checkpoint >= 3
     assert result.metrics["ari"] > 0.9 and (Path(result.checkpoint.path) / "artifacts" / "embedding.parquet").exists()
+
+
+class CountCheckpoints(tune.Callback):
+    """On every checkpoint Tune registers: how many checkpoint folders the trial has reported, and how many are still on storage."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+        self.reported: dict[str, int] = {}
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        self.reported[trial.trial_id] = self.reported.get(trial.trial_id, 0) + 1
+        folder = Path(checkpoint.path).parent
+        self.seen.append((self.reported[trial.trial_id], len(list(folder.glob("checkpoint_*")))))
+
+
+@pytest.mark.slow
+def test_no_checkpoint_is_deleted_while_the_sweep_runs_and_only_the_last_is_kept_after(tmp_path: Path) -> None:
+    """A driver killed after Tune deleted a checkpoint but before its next experiment snapshot resumed the trial from a
+    checkpoint that no longer existed, and the trial failed ("Could not recover from checkpoint"; bench/chaos.py's
+    driver fault, under load). With CheckpointConfig(num_to_keep=2) this test fails at the third checkpoint.
+    """
+    from musicvae.sweep import build_tuner, prune_checkpoints
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 30)
+    x = (rng.normal(0, 1, (90, 6)) + labels[:, None] * 2).astype(np.float32)
+    ids = [str(i) for i in range(90)]
+    data = FeatureSet(ids, x, [f"f{i}" for i in range(6)], labels, ["a", "b", "c"], pd.DataFrame({"track_id": ids}))
+    cfg = parse_sweep(
+        {
+            "name": "keep",
+            "space": {"model": "vae", "latent_dim": 2, "epochs": 12, "clusterer": "kmeans"},
+            "search": {"sampler": "grid", "max_concurrent_trials": 1},
+            "trials": {"figures": [], "checkpoint_every": 2},
+            "storage_path": str(tmp_path / "ray_results"),
+        }
+    )
+    counter = CountCheckpoints()
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        results = build_tuner(cfg, data, [counter], "keep").fit()
+    finally:
+        ray.shutdown()
+    assert len(counter.seen) == 7  # epochs 2, 4, ..., 12, then the final artifacts
+    assert all(on_storage == reported for reported, on_storage in counter.seen), counter.seen
+    trial_folder = Path(results[0].checkpoint.path).parent
+    assert prune_checkpoints(results) == 6
+    assert [p.name for p in trial_folder.glob("checkpoint_*")] == [Path(results[0].checkpoint.path).name]
+    assert (Path(results[0].checkpoint.path) / "artifacts" / "embedding.parquet").exists()

@@ -133,7 +133,9 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_anything(tmp_path: P
     command = [sys.executable, "-m", "musicvae.cli", "sweep"]
     client = MlflowClient(raw["tracking"]["uri"])
 
-    proc = subprocess.Popen([*command, str(sweep_file)], cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*command, str(sweep_file)], cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         finished_before: set[str] = set()
         deadline = time.monotonic() + 300
@@ -151,7 +153,9 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_anything(tmp_path: P
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started: a hard crash, no clean-up
         proc.wait()
 
-    resumed = subprocess.run([*command, "--resume", "resumable", "--storage", str(tmp_path / "ray_results")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*command, "--resume", "resumable", "--storage", str(tmp_path / "ray_results")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Resuming" in resumed.stdout
 

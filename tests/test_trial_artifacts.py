@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from musicvae import figures
-from musicvae.config import TrialParams
-from musicvae.trial import cached_projection, run_trial, write_artifacts
-from musicvae.training import encode
 from test_models import blobs, feature_set
+
+from musicvae import projection
+from musicvae.params import TrialParams
+from musicvae.training import encode
+from musicvae.trial import cached_projection, run_trial, write_artifacts
 
 
 def test_artifacts_of_a_vae_trial(tmp_path) -> None:
@@ -55,7 +55,7 @@ def test_a_projection_is_computed_once_per_distinct_embedding(tmp_path, monkeypa
     def refuse(*args, **kwargs):
         raise AssertionError("the cached projection should have been used")
 
-    monkeypatch.setattr(figures, "project", refuse)
+    monkeypatch.setattr(projection, "project", refuse)
     assert np.array_equal(cached_projection(z, "tsne", 0, tmp_path), first)
     with pytest.raises(AssertionError, match="cached"):  # another embedding, method or seed is another key
         cached_projection(z + 1e-3, "tsne", 0, tmp_path)

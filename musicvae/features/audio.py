@@ -59,9 +59,7 @@ def decode(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
     if samples.shape[0] == 0:
         raise AudioError("no audio samples (empty file)")
     if samples.shape[0] < 0.9 * wanted:
-        raise AudioError(
-            f"truncated: the header promises {wanted / native_rate:.2f} s here, only {samples.shape[0] / native_rate:.2f} s decode"
-        )
+        raise AudioError(f"truncated: the header promises {wanted / native_rate:.2f} s here, only {samples.shape[0] / native_rate:.2f} s decode")
     samples = samples.mean(axis=1)
     if native_rate != cfg.sample_rate:
         samples = librosa.resample(samples, orig_sr=native_rate, target_sr=cfg.sample_rate)

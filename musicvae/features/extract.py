@@ -180,10 +180,7 @@ def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: s
     if not rows:
         reasons = "; ".join(f"{Path(s.path).name}: {s.reason}" for s in skipped[:5])
         raise ExtractionError(f"none of the {len(tracks)} files could be read ({reasons})")
-    arrays = {
-        kind: np.stack([(old.arrays if origin == "old" else fresh.arrays)[kind][row] for _, origin, row in rows])
-        for kind in feature_shapes(cfg)
-    }
+    arrays = {kind: np.stack([(old.arrays if origin == "old" else fresh.arrays)[kind][row] for _, origin, row in rows]) for kind in feature_shapes(cfg)}
     features = ExtractedFeatures([tid for tid, _, _ in rows], arrays, skipped)
     manifest = {
         "config": cfg.model_dump(),
