@@ -35,7 +35,8 @@ VERBOSE_ENV = "MUSICVAE_VERBOSE"
 # set by ray.init(logging_level=...), see ray_logging_level().
 QUIET_LOGGERS = {"ray.tune": logging.WARNING, "ray.train": logging.WARNING, "ray.data": logging.ERROR}
 
-console = Console(stderr=False, highlight=False, soft_wrap=True)
+# Off a terminal (a log, CI, a pipe) nothing wraps a line, so do not cut the bars to rich's 80 columns.
+console = Console(stderr=False, highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def verbose() -> bool:
