@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MUSICVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 sys.path.insert(0, str(ROOT))
 
-from musicvae.config import DataConfig, parse_sweep  # noqa: E402
+from musicvae.config import DataConfig  # noqa: E402
+from musicvae.sweep_file import parse_sweep  # noqa: E402
 
 VAE = {"model": "vae", "beta": 0.5, "epochs": 100}
 STUDY_VAE = {"model": "vae", "beta": 0.5, "epochs": 30}  # the study's β sweep: 30 epochs

@@ -36,8 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from extract import DEFAULT_CLIPS, make_copies  # noqa: E402  (the same N copies as bench/extract.py)
 
-from musicvae.config import AudioFeatureConfig, parse_sweep  # noqa: E402
+from musicvae.config import AudioFeatureConfig  # noqa: E402
 from musicvae.localcluster import LocalCluster  # noqa: E402
+from musicvae.sweep_file import parse_sweep  # noqa: E402
 
 
 def connect(cluster: LocalCluster) -> None:

@@ -46,11 +46,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MUSICVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 sys.path.insert(0, str(ROOT))
 
-from musicvae.config import DataConfig, SelectionConfig, load_sweep, parse_sweep  # noqa: E402
+from musicvae.config import DataConfig, SelectionConfig  # noqa: E402
 from musicvae.dataset import FeatureSet, load_feature_set  # noqa: E402
 from musicvae.leaderboard import TrialRecord, trial_table  # noqa: E402
 from musicvae.params import TrialParams, grid_points  # noqa: E402
 from musicvae.selection import RULES, Selection, select_methods  # noqa: E402
+from musicvae.sweep_file import load_sweep, parse_sweep  # noqa: E402
 
 COLLECTIONS = ("fma", "fma-features", "demo-0", "demo-1", "noise")
 
@@ -109,10 +110,12 @@ def run_embedding(configs: list[dict]) -> tuple[np.ndarray, list[tuple[dict, dic
     return embedded.embedding, results
 
 
-def run_grid(name: str, cache: Path, workers: int, fresh: bool) -> tuple[pd.DataFrame, dict, dict, np.ndarray]:
+def run_grid(name: str, cache: Path, workers: int, fresh: bool, seeds: int | None = None) -> tuple[pd.DataFrame, dict, dict, np.ndarray]:
     data_cfg, space, k = collection(name, cache)
     if k is not None:
         space = {**space, "n_clusters": k}
+    if seeds is not None:
+        space = {**space, "seed": list(range(seeds))}
     data = load_feature_set(data_cfg)
     points = [{**{key: v for key, v in space.items() if not isinstance(v, list)}, **p} for p in grid_points(space)]
     groups: dict[str, list[dict]] = {}
@@ -163,6 +166,7 @@ def rule_table(selection: Selection) -> pd.DataFrame:
         row = {"rule": rule, "pick": pick}
         if labelled:
             row["regret"] = selection.regret(pick)
+            row["regret_se"] = selection.regret_se(pick)
             for metric in ("ari", "nmi"):
                 row[f"spearman_{metric}"] = spearmanr(scores[f"score_{rule}"], scores[metric], nan_policy="omit").statistic
         stability = selection.scores.set_index("method")["stability"]
@@ -177,6 +181,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / ".musicvae" / "bench" / "selection")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sample", type=int, default=SelectionConfig().sample)
+    parser.add_argument("--seeds", type=int, help="seeds per method (default: the sweep file's, three)")
     parser.add_argument("--fresh", action="store_true", help="recompute every trial instead of reading the cache")
     args = parser.parse_args()
     if not SHARED.exists() and any(c.startswith("fma") for c in args.collections):
@@ -187,7 +192,7 @@ def main() -> None:
     cfg = SelectionConfig(sample=args.sample)
     summary = []
     for name in args.collections:
-        table, clusters, embeddings, inputs = run_grid(name, args.cache, args.workers, args.fresh)
+        table, clusters, embeddings, inputs = run_grid(name, args.cache, args.workers, args.fresh, args.seeds)
         selection = select_methods(table, clusters, embeddings, inputs, cfg)
         rules = rule_table(selection)
         print(f"\n## {name}: {len(table)} trials, {len(selection.scores)} methods, {selection.n_spaces} spaces; selection took {selection.seconds:.1f} s\n")
@@ -197,7 +202,7 @@ def main() -> None:
     print()
     for name, selection in summary:
         if selection.oracle is not None:
-            print(f"selection regret: {name} {selection.regret(selection.winner):.4f}")
+            print(f"selection regret: {name} {selection.regret(selection.winner):.4f} (standard error {selection.regret_se(selection.winner):.4f})")
         else:
             verdict = "stable" if selection.stable else "no stable clustering"
             win = selection.row(selection.winner)["stability"] if selection.winner else float("nan")

@@ -96,7 +96,8 @@ def sweep_file(args: argparse.Namespace, table: Path, folder: Path) -> dict[str,
         },
         "search": {"metric": "silhouette", "sampler": "grid", "max_concurrent_trials": args.concurrency},
         "resources": {"cpus_per_trial": args.cpus_per_trial},
-        "trials": {"figures": [] if args.no_figures else ALL_FIGURES},
+        # --no-figures: none after the sweep either (the plain arm draws none), so both arms do the same work
+        "trials": {"figures": [] if args.no_figures else ALL_FIGURES, "after_sweep_projections": not args.no_figures},
         "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "sweep-overhead"},
         "storage_path": str(folder / "ray_results"),
     }
@@ -119,15 +120,6 @@ def config_key(config: dict[str, Any], names: list[str]) -> tuple:
     return tuple((n, float(config[n]) if isinstance(config.get(n), (int, float)) and not isinstance(config.get(n), bool) else config.get(n)) for n in names)
 
 
-def title(params: Any) -> str:
-    """The trainable's figure title (musicvae.sweep.trial_title, not imported: it would pull in Ray)."""
-    from musicvae.params import VARIATIONAL_MODELS
-
-    beta = f" β={params.beta:.3g}" if params.model in VARIATIONAL_MODELS else ""
-    latent = f" latent {params.latent_dim}" if params.model != "raw" else ""
-    return f"{params.model}{beta}{latent} + {params.clusterer}, seed {params.seed}"
-
-
 # --------------------------------------------------------------- (a) plain loop
 
 _DATA: Any = None
@@ -145,20 +137,10 @@ def _plain_trial(config: dict[str, Any], trials: Any, resources: Any, cache_dir:
     """One trial as ``tune_trainable`` runs it, minus Tune: no per-epoch reports, no checkpoints."""
     start = time.perf_counter()
     from musicvae.params import TrialParams
-    from musicvae.trial import run_trial, write_artifacts
+    from musicvae.trial import run_and_save
 
     params = TrialParams(**config)
-    result = run_trial(params, _DATA, device=resources.device, silhouette_sample=trials.silhouette_sample)
-    timing = write_artifacts(
-        result,
-        _DATA,
-        Path(out) / "artifacts",
-        figures=trials.figures,
-        figure_points=trials.figure_points,
-        seed=params.seed,
-        title=title(params),
-        cache_dir=Path(cache_dir) / "projections",
-    )
+    result, timing = run_and_save(params, _DATA, Path(out) / "artifacts", trials, device=resources.device, cache_dir=Path(cache_dir))
     return {"config": config, "pid": os.getpid(), **result.metrics, **timing, "call_seconds": time.perf_counter() - start}
 
 
@@ -486,7 +468,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="swo-"))  # short: Ray's socket paths live under it
     cwd = Path.cwd()
     try:
-        from musicvae.config import parse_sweep
+        from musicvae.sweep_file import parse_sweep
 
         raws = {arm: sweep_file(args, table, root / arm) for arm in ("plain", "sweep")}
         cfgs = {arm: parse_sweep(raw, origin=f"<{arm}>") for arm, raw in raws.items()}

@@ -9,14 +9,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from musicvae import metric_registry as registry
-from musicvae.report import (
-    BAR_METRICS,
-    SweepTables,
-    best_methods,
-    beta_points,
-)
 from musicvae.study_figures import column_scores
-from musicvae.summary import HEATMAP_COLUMNS
+from musicvae.summary import BAR_METRICS, CURVE_METRICS, HEATMAP_COLUMNS, best_methods, beta_points
+from musicvae.sweep_runs import SweepTables
 
 PALETTE = (
     "#1f77b4",
@@ -163,7 +158,7 @@ def beta_figure(table: pd.DataFrame) -> go.Figure | None:
     points = beta_points(table)
     if points.empty or points["beta"].nunique() < 2:
         return None
-    metrics = [m for m in ("silhouette", "ari", "nmi") if f"{m}_mean" in points]
+    metrics = [m for m in CURVE_METRICS if f"{m}_mean" in points]
     figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, horizontal_spacing=0.06)
     for i, (series, part) in enumerate(points.groupby("series", sort=False)):
         for j, m in enumerate(metrics):
@@ -188,7 +183,7 @@ def beta_figure(table: pd.DataFrame) -> go.Figure | None:
 
 def best_figure(tables: SweepTables) -> go.Figure:
     """The best methods by the objective and the best baselines, a group of bars per metric (mean ± std over seeds)."""
-    chosen = best_methods(tables)
+    chosen = best_methods(tables.table, tables.methods)
     metrics = [m for m in BAR_METRICS if f"{m}_mean" in chosen and chosen[f"{m}_mean"].notna().any()]
     traces = [
         go.Bar(

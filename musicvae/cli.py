@@ -6,6 +6,9 @@
     musicvae data synth --out DIR       write the demo collection
     musicvae extract FILE               extract the sweep's features into the store, nothing else
     musicvae report NAME [NAME ...]     a finished sweep's tables and figures, from MLflow, into reports/<NAME>/
+    musicvae report NAME --figures RUN [RUN ...]
+                                        first draw the UMAP/t-SNE figure of these trials (run ids or trial names)
+                                        into their own MLflow runs, then report
     musicvae tracking-server            MLflow on PostgreSQL with proxied artifacts, on loopback, for a team
 
 Every command takes ``-v/--verbose``: the libraries' own output (Tune's trial
@@ -22,14 +25,78 @@ from pathlib import Path
 
 import yaml
 
-from musicvae.config import SweepConfig, SweepFileError, TrackingConfig, load_sweep, parse_sweep
+from musicvae import locations
+from musicvae.config import TrackingConfig, TrialsConfig
 from musicvae.console import quiet_libraries, set_verbose
+from musicvae.params import describe_space
+from musicvae.sweep_file import SweepConfig, SweepFileError, load_sweep, parse_sweep
 
 DEFAULT_STORAGE = SweepConfig.model_fields["storage_path"].default
 
 
+def after_sweep_figures(trials: TrialsConfig) -> str:
+    """The plan's words for the projections drawn once the trials are done (musicvae.trial_projection)."""
+    if trials.per_trial_projections:
+        return "the β grid, from the projections every trial draws"
+    if trials.after_sweep_projections:
+        return (
+            "UMAP and t-SNE of the selected method's trial and the oracle's (with labels), into their runs, and the β grid "
+            "(a UMAP per model and β); any other trial's on demand: musicvae report NAME --figures RUN"
+        )
+    return "no projection (trials.after_sweep_projections: false); any trial's on demand: musicvae report NAME --figures RUN"
+
+
+def describe_plan(cfg: SweepConfig) -> str:
+    """What ``--dry-run`` prints: everything the sweep would do, nothing run."""
+    source = cfg.data.source
+    source_args = ", ".join(f"{k}={v}" for k, v in source.model_dump(exclude={"kind"}).items() if v is not None)
+    audio = cfg.data.audio
+    search = cfg.search
+    label_note = "uses labels: oracle selection" if search.uses_labels else "label-free"
+    lines = [
+        f"Sweep '{cfg.name}'" + (f": {cfg.description}" if cfg.description else ""),
+        f"Data: {source.kind} ({source_args}); features standardised: {'yes' if cfg.data.standardize else 'no'}",
+    ]
+    if source.kind not in ("table", "fma_features"):
+        lines.append(
+            f"Features: {', '.join(audio.features)}; MFCC {audio.stats} of {audio.n_mfcc} coefficients, {audio.duration or 'whole'} s "
+            f"from {audio.offset} s at {audio.sample_rate} Hz (Ray Data), cache {cfg.data.cache_dir}"
+        )
+    if cfg.data.text is not None:
+        lines.append(f"Text: {cfg.data.text.method} embeddings of {', '.join(cfg.data.text.columns)}" + (" + lyrics" if cfg.data.text.lyrics else ""))
+    if cfg.data.group_by:
+        lines.append(f"Metadata groups: embeddings pooled by {' + '.join(cfg.data.group_by)} before clustering (metadata, not labels)")
+    trials = cfg.trials
+    lines += [
+        "Search space (Optuna define-by-run):",
+        *describe_space(cfg.space),
+        f"Search: OptunaSearch, {search.sampler} sampler, seed {search.seed}; "
+        + ("objectives " if search.multi_objective else "objective ")
+        + ", ".join(f"{m} ({mode})" for m, mode in zip(search.metrics, search.modes))
+        + f", {label_note}"
+        + (f"; {len(search.points_to_evaluate)} fixed point(s) first" if search.points_to_evaluate else ""),
+        "Early stopping: "
+        + (
+            f"ASHA on {cfg.scheduler.metric} per epoch (grace {cfg.scheduler.grace_period} epochs, keep 1/{cfg.scheduler.reduction_factor:g} per rung)"
+            if cfg.scheduler.kind == "asha"
+            else "off (every trial runs to the end)"
+        ),
+        f"Selection: the '{cfg.selection.rule}' rule (label-free), every clustering scored in the inputs and each distinct embedding "
+        f"on {cfg.selection.sample} seeded rows; a winner less stable than {cfg.selection.min_stability:g} is reported as no stable clustering",
+        f"Budget: {cfg.num_samples} trials, at most {search.max_concurrent_trials} at a time"
+        + (f", {search.time_budget_s:g} s in all" if search.time_budget_s else "")
+        + f"; per trial {cfg.resources.cpus_per_trial:g} CPU, {cfg.resources.gpus_per_trial:g} GPU (device {cfg.resources.device})",
+        f"Per trial: figures {', '.join(trials.figures) or 'none'}{'' if trials.per_trial_projections else ' (no UMAP/t-SNE)'}; "
+        f"checkpoint every {trials.checkpoint_every} epochs; {trials.max_retries} restart(s) if its worker dies",
+        f"After the trials: the metrics heatmap; {after_sweep_figures(trials)}",
+        f"Tracking: {cfg.tracking.resolved_uri()} (experiment '{cfg.tracking.experiment}'); Ray results: {locations.storage_root(cfg.storage_path)}",
+    ]
+    return "\n".join(lines)
+
+
 def _sweep(args: argparse.Namespace) -> int:
-    from musicvae.sweep import describe_plan, find_run, load_run_sweep, run_sweep
+    from musicvae.locations import find_run, load_run_sweep
+    from musicvae.sweep import run_sweep
 
     if args.file is None and args.resume is None:
         raise SweepFileError("give a sweep file, or --resume NAME to continue an interrupted sweep")
@@ -57,7 +124,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from musicvae.sweep import find_run, sync_run
+    from musicvae.locations import find_run
+    from musicvae.sweep import sync_run
 
     run_path = find_run(args.storage, args.name)
     counts = sync_run(run_path)
@@ -97,7 +165,9 @@ def _report(args: argparse.Namespace) -> int:
     from musicvae.report import write_report
 
     uri = TrackingConfig(uri=args.tracking_uri).resolved_uri()
-    written = write_report(uri, args.experiment, args.names, Path(args.out), run_id=args.run_id)
+    written = write_report(uri, args.experiment, args.names, Path(args.out), run_id=args.run_id, figures=args.figures)
+    if args.figures:
+        print(f"Logged figures/projection.png and projection.parquet into the MLflow run of {', '.join(dict.fromkeys(args.figures))}.")
     print("\n".join(f"Wrote {path}" for path in written))
     print(f"Logged each sweep's files on its MLflow parent run under report/ (experiment '{args.experiment}').")
     return 0
@@ -158,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     experiment = TrackingConfig.model_fields["experiment"].default
     report.add_argument("--experiment", default=experiment, help=f"MLflow experiment (default {experiment})")
     report.add_argument("--run-id", help="the parent run to report (default: the sweep's latest); one NAME only")
+    report.add_argument(
+        "--figures",
+        nargs="+",
+        metavar="RUN",
+        help="first draw the UMAP/t-SNE projection figure of these trials (MLflow run ids, or trial names as in trials.csv) into their own runs "
+        "(a sweep draws it only for the selected and the oracle trial, unless trials.figures lists umap/tsne)",
+    )
     report.set_defaults(func=_report)
 
     server = commands.add_parser("tracking-server", parents=[common], help="run MLflow on PostgreSQL with proxied artifacts (loopback only)")

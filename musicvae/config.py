@@ -1,39 +1,22 @@
-"""The sweep file, validated once at the edge.
+"""The sweep file's sections, as typed, frozen pydantic models: the schema and nothing else.
 
-Everything a sweep needs is described by :class:`SweepConfig`. It is built from
-YAML by :func:`load_sweep`, which turns pydantic's errors into messages that
-name the offending key (``space.model: ...``), so a typo never reaches Ray.
-The rest of the library only ever sees these typed, frozen objects.
+``data`` (the source, the audio features, the text modality) and how the sweep
+searches, selects, schedules, uses resources, records its trials and tracks
+its runs. :class:`~musicvae.sweep_file.SweepConfig` puts them together, checks
+them against each other and is loaded from YAML (:mod:`musicvae.sweep_file`);
+the rest of the library only ever sees these objects.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
-import yaml
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from musicvae.metric_registry import LABEL_METRICS, OBJECTIVE_MODES
-from musicvae.params import (  # the trial's parameters and the search-space rules over them
-    NEURAL_MODELS,
-    ParamSpec,
-    Range,
-    Scalar,
-    StrictModel,
-    _check_param,
-    applies,
-    choices,
-    describe_condition,
-    grid_points,
-)
-
-
-class SweepFileError(ValueError):
-    """A sweep file that cannot be used; the message names the key and the problem."""
-
+from musicvae.metric_registry import LABEL_METRICS, OBJECTIVE_MODES, Mode
+from musicvae.params import Scalar, StrictModel
 
 # Columns that name the answer: never features, never text, never groups, even when a label_column is forgotten.
 GENRE_LIKE_COLUMNS = frozenset({"label", "genre", "genres", "genre_id", "genre_top", "genres_all", "top_genre", "class", "target"})
@@ -214,11 +197,7 @@ class DataConfig(StrictModel):
 
 
 # Which way each objective is better, and which use labels: musicvae.metric_registry, the one table of metrics.
-METRIC_MODES = OBJECTIVE_MODES
-
-
 MetricName = Literal[tuple(OBJECTIVE_MODES)]  # the names a sweep file may give as search.metric
-Mode = Literal["max", "min"]
 
 
 SelectionRule = Literal["combined", "pooled_silhouette", "pooled_calinski_harabasz", "stability", "consensus", "input_silhouette", "objective"]
@@ -265,7 +244,9 @@ class SearchConfig(StrictModel):
     sampler: Literal["tpe", "random", "grid", "nsga2"] = "tpe"
     seed: int = 0
     points_to_evaluate: list[dict[str, Scalar]] = Field(default_factory=list, description="configurations to run first")
-    time_budget_s: float | None = Field(None, gt=0, description="stop starting trials after this many seconds; running ones finish")
+    time_budget_s: float | None = Field(
+        None, gt=0, description="stop the sweep after this many seconds: no new trials, and trials still running end STOPPED (Ray Tune's time budget)"
+    )
 
     @model_validator(mode="after")
     def _metrics_and_modes(self) -> SearchConfig:
@@ -279,8 +260,8 @@ class SearchConfig(StrictModel):
         if len(given) != len(self.metrics):
             raise ValueError(f"search.mode: {len(given)} mode(s) for {len(self.metrics)} objective(s); give one per objective, or none")
         for metric, mode in zip(self.metrics, given):
-            if mode != METRIC_MODES[metric]:
-                raise ValueError(f"search.mode: '{mode}' contradicts metric '{metric}', which is better when {METRIC_MODES[metric]}imised")
+            if mode != OBJECTIVE_MODES[metric]:
+                raise ValueError(f"search.mode: '{mode}' contradicts metric '{metric}', which is better when {OBJECTIVE_MODES[metric]}imised")
         return self
 
     @property
@@ -290,7 +271,7 @@ class SearchConfig(StrictModel):
 
     @property
     def modes(self) -> list[Mode]:
-        return [METRIC_MODES[m] for m in self.metrics]
+        return [OBJECTIVE_MODES[m] for m in self.metrics]
 
     @property
     def primary(self) -> str:
@@ -351,10 +332,16 @@ FigureName = Literal["umap", "tsne", "disentanglement"]
 
 
 class TrialsConfig(StrictModel):
-    """What every trial records besides its metrics (not searched)."""
+    """What every trial records besides its metrics, and which projections of trials the sweep draws after them (not searched)."""
 
     figures: list[FigureName] = Field(
-        default_factory=lambda: ["umap", "tsne", "disentanglement"], description="per-trial PNGs logged to the trial's MLflow run"
+        default_factory=lambda: ["disentanglement"],
+        description="per-trial PNGs logged to the trial's MLflow run; umap/tsne here cost seconds in every trial (see after_sweep_projections)",
+    )
+    after_sweep_projections: bool = Field(
+        True,
+        description="after the trials: UMAP and t-SNE of the selected method's and the oracle's trial, into their runs, and the β grid; "
+        "false: none (musicvae report NAME --figures RUN draws one for any trial later)",
     )
     figure_points: int = Field(3000, ge=100, description="points drawn in a projection (a seeded sample above this)")
     silhouette_sample: int | None = Field(10000, ge=100, description="silhouette on a seeded sample above this many tracks; null = all")
@@ -362,6 +349,15 @@ class TrialsConfig(StrictModel):
     max_retries: int = Field(
         2, ge=0, description="restarts of a trial whose worker died (node lost, OOM kill); a trial that raises or goes NaN is a recorded failure, never retried"
     )
+
+    @property
+    def per_trial_projections(self) -> bool:
+        return "umap" in self.figures or "tsne" in self.figures
+
+    @property
+    def beta_grid(self) -> bool:
+        """Whether the sweep draws its β grid: from the trials' own projections, or projecting its panels after the sweep."""
+        return self.per_trial_projections or self.after_sweep_projections
 
 
 class TrackingConfig(StrictModel):
@@ -374,175 +370,6 @@ class TrackingConfig(StrictModel):
         if os.environ.get("MLFLOW_TRACKING_URI"):
             return os.environ["MLFLOW_TRACKING_URI"]
         return f"sqlite:///{Path('mlflow.db').resolve()}"
-
-
-class SweepConfig(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    description: str = ""
-    data: DataConfig = Field(default_factory=DataConfig)
-    space: dict[str, ParamSpec] = Field(default_factory=lambda: {"model": ["pca", "vae"]})
-    search: SearchConfig = Field(default_factory=SearchConfig)
-    selection: SelectionConfig = Field(default_factory=SelectionConfig)
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
-    trials: TrialsConfig = Field(default_factory=TrialsConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    storage_path: str = Field(".musicvae/ray_results", description="Tune's results and checkpoints: a folder or a pyarrow URI (s3://, gs://, ...)")
-
-    @field_validator("space")
-    @classmethod
-    def _valid_space(cls, space: dict[str, Any]) -> dict[str, Any]:
-        if not space:
-            raise ValueError("the search space is empty")
-        for name, spec in space.items():
-            _check_param(name, spec)
-        return space
-
-    @model_validator(mode="after")
-    def _metric_fits_space(self) -> SweepConfig:
-        if "val_loss" in self.search.metrics:
-            linear = [m for m in choices(self.space, "model") if m not in NEURAL_MODELS]
-            if linear:
-                raise ValueError(f"search.metric: 'val_loss' only exists for neural models; remove {linear} from space.model")
-        return self
-
-    @model_validator(mode="after")
-    def _scheduler_fits_search(self) -> SweepConfig:
-        if self.scheduler.kind != "none" and self.search.sampler == "grid":
-            raise ValueError("scheduler.kind: early stopping would leave holes in an exhaustive grid table; use tpe/random, or kind: none")
-        return self
-
-    @model_validator(mode="after")
-    def _points_in_space(self) -> SweepConfig:
-        """A fixed point may only set parameters of the space, to values the space allows."""
-        for i, point in enumerate(self.search.points_to_evaluate):
-            for name, value in point.items():
-                where = f"search.points_to_evaluate.{i}.{name}"
-                if name not in self.space:
-                    raise ValueError(f"{where}: not a parameter of the space (space: {', '.join(self.space)})")
-                spec = self.space[name]
-                if isinstance(spec, Range):
-                    if isinstance(value, (bool, str)) or value is None or not spec.low <= value <= spec.high:
-                        raise ValueError(f"{where}: {value!r} is outside [{spec.low:g}, {spec.high:g}]")
-                elif isinstance(spec, list) and value not in spec:
-                    raise ValueError(f"{where}: {value!r} is not one of {spec}")
-                elif not isinstance(spec, (list, Range)):
-                    raise ValueError(f"{where}: fixed at {spec!r} in the space; nothing to choose")
-                if not applies(name, point):
-                    raise ValueError(f"{where}: has no effect with this point's other values ({describe_condition(name)})")
-        return self
-
-    @model_validator(mode="after")
-    def _data_fits_models(self) -> SweepConfig:
-        """A model that needs spectrograms or text must get them: say so now, not in every trial."""
-        models = choices(self.space, "model")
-        if "multimodal_vae" in models and self.data.text is None:
-            raise ValueError("space.model: multimodal_vae needs the text modality; add data.text (e.g. {method: sentence_transformer})")
-        cnn = "conv_vae" in models or (bool({"multimodal_vae", "vade"} & set(models)) and "cnn" in choices(self.space, "audio_encoder"))
-        if cnn:
-            if isinstance(self.data.source, (TableSource, FMAFeaturesSource)):
-                raise ValueError(
-                    f"space.model: a CNN needs spectrograms, which only audio sources give; "
-                    f"data.source kind '{self.data.source.kind}' holds precomputed features"
-                )
-            missing = [k for k in choices(self.space, "spectrogram") if k not in self.data.audio.features]
-            if missing:
-                raise ValueError(f"space.spectrogram: {missing} not extracted; add {missing} to data.audio.features")
-        return self
-
-    @model_validator(mode="after")
-    def _model_clusterers_have_their_model(self) -> SweepConfig:
-        clusterers, models = choices(self.space, "clusterer"), set(choices(self.space, "model"))
-        if "idec" in clusterers and not models & set(NEURAL_MODELS):
-            raise ValueError(f"space.clusterer: idec refines a trained encoder; add a neural model ({', '.join(NEURAL_MODELS)}) to space.model")
-        if "vade" in clusterers and "vade" not in models:
-            raise ValueError("space.clusterer: vade reads VaDE's own cluster posterior q(c|x); add vade to space.model")
-        return self
-
-    @model_validator(mode="after")
-    def _groups_fit_space(self) -> SweepConfig:
-        if "group_weight" in self.space and not self.data.group_by:
-            raise ValueError("space.group_weight: has no effect without data.group_by (the metadata columns to pool tracks by)")
-        return self
-
-    @model_validator(mode="after")
-    def _grid_is_finite(self) -> SweepConfig:
-        if self.search.sampler != "grid":
-            return self
-        ranges = [name for name, spec in self.space.items() if isinstance(spec, Range)]
-        if ranges:
-            raise ValueError(f"search.sampler: grid needs lists or fixed values; space.{ranges[0]} is a range")
-        size = len(grid_points(self.space))
-        if self.search.num_samples is not None and self.search.num_samples > size:
-            raise ValueError(f"search.num_samples: {self.search.num_samples} exceeds the grid's {size} configurations")
-        return self
-
-    @property
-    def fixed_points(self) -> list[dict[str, Any]]:
-        """Configurations Optuna runs before sampling: the file's points_to_evaluate, then (grid) every grid point not among them."""
-        points = [dict(p) for p in self.search.points_to_evaluate]
-        if self.search.sampler == "grid":
-            points += [p for p in grid_points(self.space) if p not in points]
-        return points
-
-    @property
-    def num_samples(self) -> int:
-        """The trial budget: as configured, else the whole grid, else 8."""
-        if self.search.num_samples is not None:
-            return self.search.num_samples
-        return len(self.fixed_points) if self.search.sampler == "grid" else 8
-
-
-# ------------------------------------------------------------------------ loading
-
-
-def _format_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(_key_part(part) for part in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "literal_error":
-            msg += f", got {err['input']!r}"
-        entry = re.match(r"^([\w.]+): (.*)$", msg, re.S)
-        if err["loc"] == ("space",) and entry:  # name the parameter: space.model, not space
-            key, msg = f"space.{entry.group(1)}", entry.group(2)
-        elif entry and "." in entry.group(1) and (not err["loc"] or entry.group(1).startswith(f"{key}.")):  # a model check names its key
-            key, msg = entry.group(1), entry.group(2)
-        lines.append(f"  {_printable(key)}: {_printable(msg)}")
-    return "\n".join(lines)
-
-
-def _key_part(part: object) -> str:
-    """A key as written; quoted when blank or padded (a key of ' ' must still be visible in 'name: problem')."""
-    text = str(part)
-    return text if text and text == text.strip() else repr(text)
-
-
-def _printable(text: str) -> str:
-    """Control characters and line separators shown as escapes (a key of "\\r" must not break the message's lines); other unicode kept."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", lambda match: match.group().encode("unicode_escape").decode(), text)
-
-
-def parse_sweep(raw: Any, origin: str = "<sweep>") -> SweepConfig:
-    if not isinstance(raw, dict):
-        raise SweepFileError(f"{origin}: expected a mapping at the top level, got {type(raw).__name__}")
-    try:
-        return SweepConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise SweepFileError(f"{origin} is not a valid sweep file:\n{_format_errors(exc)}") from None
-
-
-def load_sweep(path: str | Path) -> SweepConfig:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SweepFileError(f"{path}: no such sweep file") from None
-    except yaml.YAMLError as exc:
-        raise SweepFileError(f"{path}: not valid YAML: {exc}") from None
-    return parse_sweep(raw, origin=str(path))
 
 
 def expand_path(path: str) -> Path:

@@ -17,9 +17,9 @@ from sklearn.preprocessing import StandardScaler
 from musicvae.config import DataConfig, FMAFeaturesSource, TableSource, TextFeatureConfig, expand_path
 from musicvae.features.audio import mfcc_feature_names
 from musicvae.features.extract import extract_features
-from musicvae.features.fma_features import read_fma_features
-from musicvae.features.store import ExtractedFeatures, SkippedFile, absolute, content_hash, join, read_store, write_store
-from musicvae.sources import list_tracks, read_feature_table
+from musicvae.features.store import ExtractedFeatures, SkippedFile, content_hash, read_store, write_store
+from musicvae.locations import absolute, join
+from musicvae.sources import list_tracks, read_feature_table, read_fma_features
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,14 @@ def projection_figure(coords: dict[str, np.ndarray], clusters: np.ndarray, label
 # --- latent diagnostics ----------------------------------------------------------------------------------------------------
 
 
+def _dimension_bars(ax: Axes, values: np.ndarray, colour: str, title: str, y_label: str) -> None:
+    """A bar per latent dimension."""
+    ax.bar(np.arange(len(values)), values, color=colour)
+    ax.set_title(title)
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel(y_label)
+
+
 def disentanglement_figure(report: DisentanglementReport, title: str = "") -> Figure:
     """Is the code spread over independent, used dimensions? Correlation, active units, KL and (with labels) MI with genre.
 
@@ -210,16 +218,12 @@ def disentanglement_figure(report: DisentanglementReport, title: str = "") -> Fi
         axes[2].set_yticks([])
         axes[2].set_title("KL per dimension")
     else:
-        axes[2].bar(dims, report.kl_per_dim, color="tab:orange")
-        axes[2].set_title(f"KL per dimension (total {fmt(float(np.sum(report.kl_per_dim)))} nats)")
-        axes[2].set_xlabel("latent dimension")
-        axes[2].set_ylabel("KL(q(z_d | x) ‖ N(0, 1)) (nats)")
+        total = fmt(float(np.sum(report.kl_per_dim)))
+        _dimension_bars(axes[2], report.kl_per_dim, "tab:orange", f"KL per dimension (total {total} nats)", "KL(q(z_d | x) ‖ N(0, 1)) (nats)")
 
     if report.mi_with_labels is not None:
-        axes[3].bar(dims, report.mi_with_labels, color="tab:green")
-        axes[3].set_title(f"Mutual information with genre (max {fmt(float(np.max(report.mi_with_labels)))} nats)")
-        axes[3].set_xlabel("latent dimension")
-        axes[3].set_ylabel("I(z_d; genre) (nats)")
+        most = fmt(float(np.max(report.mi_with_labels)))
+        _dimension_bars(axes[3], report.mi_with_labels, "tab:green", f"Mutual information with genre (max {most} nats)", "I(z_d; genre) (nats)")
 
     axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes:

@@ -13,16 +13,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from musicvae.metric_registry import LABEL_METRICS, REGISTRY, format_value
+from musicvae import metric_registry as registry
+from musicvae.metric_registry import LABEL_METRICS, QUALITY, REGISTRY
 from musicvae.metrics import DEGENERATE_SHARE
 from musicvae.params import TrialParams, applies
 
+if TYPE_CHECKING:
+    from musicvae.selection import Selection
+
 SHOWN_PARAMS = ("model", "latent_dim", "beta", "clusterer", "seed")  # always shown; others when they vary
 METRICS = tuple(name for name, spec in REGISTRY.items() if spec.kind != "time")  # a trial's scores, in the registry's order
+DIAGNOSTICS = ("noise_fraction", "largest_cluster", "seconds")  # the report's context columns beside QUALITY: no bold best
+RULE_DIGITS = {"stability": 3, "ARI": 4, "regret": 4}  # the selection table's numbers, as the report prints them
 SYMBOLS = {"beta": "β", "group_weight": "pooled", "manifold_dim": "umap_dim", "manifold_neighbors": "umap_k"}
 
 
@@ -83,20 +89,28 @@ def leaderboard(results: Any, metric: str, mode: str) -> pd.DataFrame:
     return trial_table([record_from_result(r) for r in results], metric, mode)
 
 
+def method_trial(table: pd.DataFrame, method: str) -> pd.Series:
+    """The method's finished trial with the lowest seed: the one its figures and the report's explorer show."""
+    ok = table[(table["method"] == method) & (table["status"] == "OK")]
+    return ok.sort_values("seed", kind="stable").iloc[0]
+
+
 def setting(name: str, value: Any) -> str:
     """'β=0.5', 'latent_dim=16': one parameter as method names show it."""
     symbol = SYMBOLS.get(name, name)
     return f"{symbol}={value:.3g}" if isinstance(value, float) else f"{symbol}={value}"
 
 
+def method_name(row: pd.Series, varying: list[str]) -> str:
+    """'vae (β=0.5) + kmeans': the row's model, its settings among ``varying`` (blank ones left out), its clusterer."""
+    settings = [setting(p, row[p]) for p in varying if row[p] != ""]
+    return f"{row['model']}{' (' + ', '.join(settings) + ')' if settings else ''} + {row['clusterer']}"
+
+
 def method_names(table: pd.DataFrame, params: list[str]) -> list[str]:
-    """'vae (β=0.5) + kmeans': the model, the settings that vary across the sweep (seed aside), the clusterer."""
+    """Every row's method name, with the settings that vary across the sweep (seed aside)."""
     varying = [p for p in params if p not in ("model", "clusterer", "seed") and table.loc[table[p] != "", p].astype(str).nunique() > 1]
-    names = []
-    for _, row in table.iterrows():
-        settings = [setting(p, row[p]) for p in varying if row[p] != ""]
-        names.append(f"{row['model']}{' (' + ', '.join(settings) + ')' if settings else ''} + {row['clusterer']}")
-    return names
+    return [method_name(row, varying) for _, row in table.iterrows()]
 
 
 def method_table(table: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
@@ -117,6 +131,60 @@ def method_table(table: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     return summary.sort_values(f"{metric}_mean", ascending=mode == "min", na_position="last", kind="stable").reset_index(drop=True)
 
 
+def degenerate_rows(methods: pd.DataFrame) -> set[int]:
+    """Methods that put DEGENERATE_SHARE of the tracks in one cluster: internal metrics reward them, selection skips them."""
+    if "largest_cluster_mean" not in methods:
+        return set()
+    return set(methods.index[methods["largest_cluster_mean"] >= DEGENERATE_SHARE])
+
+
+def best_rows(methods: pd.DataFrame, column: str) -> set[int]:
+    """Rows holding the best mean of a quality column, degenerate methods aside, as in selection.
+
+    Means are compared as printed, so two cells that read the same are both
+    bold. None when fewer than two methods have a value: a lone value is not "best".
+    """
+    values = methods[f"{column}_mean"].drop(index=list(degenerate_rows(methods))).dropna()
+    if len(values) < 2:
+        return set()
+    best = values.min() if registry.lower_is_better(column) else values.max()
+    places = registry.digits(best, column)
+    return set(values.index[values.round(places) == round(best, places)])
+
+
+def without_idle_noise(columns: list[str], methods: pd.DataFrame) -> list[str]:
+    """``columns`` less noise_fraction where no method made any noise (no density clusterer: a column of zeros says nothing)."""
+    if "noise_fraction" in columns and not methods["noise_fraction_mean"].fillna(0).any():
+        return [c for c in columns if c != "noise_fraction"]
+    return columns
+
+
+def report_columns(methods: pd.DataFrame) -> list[str]:
+    """The quality metrics and diagnostics the sweep has; noise only where a density clusterer made some."""
+    return without_idle_noise([c for c in (*QUALITY, *DIAGNOSTICS) if f"{c}_mean" in methods and methods[f"{c}_mean"].notna().any()], methods)
+
+
+@dataclass(frozen=True)
+class MethodsView:
+    """What every rendering of the method table shows: the columns, their headers, the bold cells, the degenerate rows."""
+
+    columns: list[str]
+    headers: list[str]
+    best: dict[str, set[int]]  # quality column -> rows whose mean is the best
+    degenerate: set[int]
+
+
+def methods_view(methods: pd.DataFrame, lower_mark: str) -> MethodsView:
+    """The report's view of the method table; ``lower_mark`` follows the header of a quality metric where lower is better."""
+    columns = report_columns(methods)
+    headers = [registry.label(c) + (lower_mark if c in QUALITY and registry.lower_is_better(c) else "") for c in columns]
+    return MethodsView(columns, headers, {c: best_rows(methods, c) for c in columns if c in QUALITY}, degenerate_rows(methods))
+
+
+def status_counts(table: pd.DataFrame) -> dict[str, int]:
+    return {status: int((table["status"] == status).sum()) for status in ("OK", "FAILED", "STOPPED")}
+
+
 def format_methods(methods: pd.DataFrame) -> str:
     """The method table as text: 'mean ± std' per metric."""
     if methods.empty:
@@ -124,7 +192,7 @@ def format_methods(methods: pd.DataFrame) -> str:
     shown = methods[["method", "n"]].copy()
     for m in (*METRICS, "seconds"):
         if f"{m}_mean" in methods:
-            shown[m] = [format_value(a, b, m) for a, b in zip(methods[f"{m}_mean"], methods[f"{m}_std"])]
+            shown[m] = [registry.format_value(a, b, m) for a, b in zip(methods[f"{m}_mean"], methods[f"{m}_std"])]
     return shown.to_string(index=False)
 
 
@@ -132,6 +200,10 @@ def format_leaderboard(table: pd.DataFrame) -> str:
     shown = table.drop(columns=["method"] + [c for c in ("error",) if not table[c].astype(bool).any()])
     shown = shown.drop(columns=[c for c in (*LABEL_METRICS, "val_loss", "noise_fraction") if c in shown and shown[c].isna().all()])
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-")
+
+
+def _ari_nmi(method: pd.Series) -> str:
+    return ", ".join(f"{registry.label(m)} {registry.format_value(method[f'{m}_mean'], None, m)}" for m in ("ari", "nmi"))
 
 
 def selection_summary(table: pd.DataFrame, metric: str, mode: str = "max") -> str:
@@ -143,7 +215,7 @@ def selection_summary(table: pd.DataFrame, metric: str, mode: str = "max") -> st
     methods = method_table(table, metric, mode)
     if methods.empty:
         return "No trial finished."
-    degenerate = methods["largest_cluster_mean"] >= DEGENERATE_SHARE if "largest_cluster_mean" in methods else pd.Series(False, index=methods.index)
+    degenerate = pd.Series(methods.index.isin(degenerate_rows(methods)), index=methods.index)
     candidates = methods[~degenerate & methods[f"{metric}_mean"].notna()]
     if candidates.empty:
         return f"No method has a defined, non-degenerate {metric}: nothing to select."
@@ -151,8 +223,8 @@ def selection_summary(table: pd.DataFrame, metric: str, mode: str = "max") -> st
     lines = [f"Selected by {metric} (mean over {int(winner['n'])} seed(s)): {winner['method']}"]
     if "ari_mean" in methods and methods["ari_mean"].notna().any():
         oracle = methods.loc[methods["ari_mean"].idxmax()]
-        lines[0] += f": ARI {winner['ari_mean']:.4f}, NMI {winner['nmi_mean']:.4f}"
-        lines.append(f"Oracle (best mean ARI, uses labels): {oracle['method']}: ARI {oracle['ari_mean']:.4f}, NMI {oracle['nmi_mean']:.4f}")
+        lines[0] += f": {_ari_nmi(winner)}"
+        lines.append(f"Oracle (best mean ARI, uses labels): {oracle['method']}: {_ari_nmi(oracle)}")
     skipped = methods.loc[degenerate & (methods.index < winner.name), "method"].tolist()
     if skipped:
         lines.append(f"Not selectable, {DEGENERATE_SHARE:.0%}+ of the tracks in one cluster: {', '.join(skipped)}")
@@ -173,3 +245,60 @@ def pareto_front(methods: pd.DataFrame, metrics: list[str], modes: list[str]) ->
     scores = defined[columns].to_numpy(float) * [1.0 if mode == "max" else -1.0 for mode in modes]
     on_front = [not any((other >= row).all() and (other > row).any() for j, other in enumerate(scores) if j != i) for i, row in enumerate(scores)]
     return defined[on_front].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------- Markdown
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def methods_markdown_table(methods: pd.DataFrame) -> str:
+    """Method × metric, 'mean ± std' over seeds, the best mean of each quality metric in bold."""
+    view = methods_view(methods, " (lower is better)")
+    lines = [_markdown_row(["method", "n", *view.headers]), "|" + "|".join(["---", "---:"] + ["---:"] * len(view.columns)) + "|"]
+    for index, row in methods.iterrows():
+        cells = [_escape(row["method"]) + (" †" if index in view.degenerate else ""), str(int(row["n"]))]
+        for c in view.columns:
+            text = registry.format_value(row[f"{c}_mean"], row[f"{c}_std"], c)
+            cells.append(f"**{text}**" if index in view.best.get(c, ()) else text)
+        lines.append(_markdown_row(cells))
+    return "\n".join(lines)
+
+
+def rule_rows(selection: Selection) -> tuple[list[str], list[tuple[str, str, list[tuple[float, str]]]]]:
+    """The selection table: its number columns (stability; ARI and regret where the sweep has labels), then per rule its pick and (value, text) per column."""
+    labelled = selection.oracle is not None
+    columns = ["stability"] + (["ARI", "regret"] if labelled else [])
+    rows = []
+    for rule, pick in selection.picks.items():
+        row = selection.row(pick)
+        values = [row["stability"]] + ([row["ari"], selection.regret(pick)] if labelled else [])
+        rows.append((rule, pick, [(value, f"{value:.{RULE_DIGITS[c]}f}") for c, value in zip(columns, values)]))
+    return columns, rows
+
+
+def selection_markdown_table(selection: Selection) -> str:
+    """Every rule's pick with its stability and, where the sweep has labels, its mean ARI and regret; the chosen rule in bold."""
+    columns, rows = rule_rows(selection)
+    lines = [_markdown_row(["rule", "pick", *columns]), "|" + "|".join(["---", "---"] + ["---:"] * len(columns)) + "|"]
+    for rule, pick, cells in rows:
+        lines.append(_markdown_row([f"**{rule}**" if rule == selection.rule else rule, _escape(pick), *(text for _, text in cells)]))
+    return "\n".join(lines)
+
+
+def table_legend(methods: pd.DataFrame) -> str:
+    """What the marks in the table mean; a mark the table does not use is not explained."""
+    notes = ["Mean ± std over seeds (n: finished seeds).", "**Bold**: the best mean of each clustering metric."]
+    if degenerate_rows(methods):
+        notes.append(f"†: degenerate, {DEGENERATE_SHARE:.0%}+ of the tracks in one cluster on average (never bold, never selected).")
+    if methods.filter(like="_mean").isna().any().any():
+        notes.append("–: undefined for at least one seed (e.g. a single cluster).")
+    if "ari_mean" in methods and methods["ari_mean"].notna().any():
+        notes.append("ARI, NMI and purity use the labels: evaluation only.")
+    return " ".join(notes)

@@ -58,9 +58,16 @@ REGISTRY: dict[str, MetricSpec] = {
         MetricSpec("seconds", "min", "trial seconds", "time", objective=False, large=True),
     )
 }
+
+
+def of_kind(*kinds: str) -> tuple[str, ...]:
+    """The metrics of these kinds, in the registry's order."""
+    return tuple(name for name, spec in REGISTRY.items() if spec.kind in kinds)
+
+
 OBJECTIVE_MODES: dict[str, Mode] = {name: spec.mode for name, spec in REGISTRY.items() if spec.objective}
 LABEL_METRICS = tuple(name for name, spec in REGISTRY.items() if spec.uses_labels)
-QUALITY = ("silhouette", "calinski_harabasz", "davies_bouldin", "ari", "nmi", "purity")  # the study's table: ranked, a bold best each
+QUALITY = of_kind("internal", "external")  # the study's table: ranked, a bold best each
 
 
 def spec(name: str) -> MetricSpec:

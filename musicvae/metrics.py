@@ -27,10 +27,10 @@ from sklearn.metrics.cluster import contingency_matrix
 from sklearn.preprocessing import StandardScaler
 
 from musicvae.clustering import NOISE
+from musicvae.metric_registry import of_kind
 
-INTERNAL = ("silhouette", "calinski_harabasz", "davies_bouldin")
-INPUT = ("input_silhouette", "input_calinski_harabasz")  # the trial's clustering scored in the inputs: comparable across trials
-EXTERNAL = ("ari", "nmi", "purity")
+INTERNAL = of_kind("internal")  # silhouette, Calinski-Harabasz, Davies-Bouldin
+INPUT = of_kind("input")  # the trial's clustering scored in the inputs: comparable across trials
 DEGENERATE_SHARE = 0.9  # a clustering with this share of the tracks in one cluster is not a grouping of the collection
 
 
@@ -65,13 +65,12 @@ def input_metrics(inputs: np.ndarray, clusters: np.ndarray, rows: np.ndarray) ->
     a degenerate clustering (DEGENERATE_SHARE of the tracks in one cluster) is
     NaN with the reason, which the searcher records as a failed point.
     """
-    names = ("input_silhouette", "input_calinski_harabasz")
     found = clusters[clusters != NOISE]
     if len(found) and np.bincount(found).max() >= DEGENERATE_SHARE * len(clusters):
         # One cluster of nearly every track and a few outliers apart scores a high silhouette:
         # as an objective that would steer the searcher to degenerate DBSCAN runs.
         reason = f"{DEGENERATE_SHARE:.0%}+ of the tracks in one cluster: not a grouping of the collection"
-        return Scores(dict.fromkeys(names, math.nan), dict.fromkeys(names, reason))
+        return Scores(dict.fromkeys(INPUT, math.nan), dict.fromkeys(INPUT, reason))
     scores = internal_metrics(StandardScaler().fit_transform(inputs[rows]), clusters[rows], silhouette_sample=None)
     clustered = float(np.mean(clusters[rows] != NOISE))  # noise scores 0, as in selection: discarding tracks must not pay
     values = {f"input_{m}": scores.values[m] * clustered for m in ("silhouette", "calinski_harabasz")}

@@ -4,7 +4,7 @@ Which parameters apply to which trial (``PARAM_CONDITIONS``: β only for
 variational models, eps only for DBSCAN), how a range is sampled
 (:func:`param_kind`), and every configuration of an all-choice space
 (:func:`grid_points`). No Ray and no Optuna: the searcher (musicvae.search),
-the sweep file's schema (musicvae.config) and the reports read these rules.
+the sweep file's checks (musicvae.sweep_file) and the reports read these rules.
 """
 
 from __future__ import annotations
@@ -80,6 +80,14 @@ class TrialParams(StrictModel):
     @property
     def uses_spectrogram(self) -> bool:
         return self.model == "conv_vae" or (self.model in ("multimodal_vae", "vade") and self.audio_encoder == "cnn")
+
+
+def trial_title(params: TrialParams) -> str:
+    """A figure title that says what was run: 'vae β=4 latent 32 + kmeans, seed 1'."""
+    beta = f" β={params.beta:.3g}" if params.model in VARIATIONAL_MODELS else ""
+    latent = f" latent {params.latent_dim}" if params.model != "raw" else ""
+    manifold = f" → UMAP {params.manifold_dim}" if params.manifold == "umap" else ""
+    return f"{params.model}{beta}{latent}{manifold} + {params.clusterer}, seed {params.seed}"
 
 
 # When a parameter means something: a list of alternatives, each a set of
@@ -213,3 +221,21 @@ def grid_points(space: dict[str, ParamSpec]) -> list[dict[str, Any]]:
                 grown.append({**config, name: spec})
         configs = grown
     return [{k: v for k, v in c.items() if isinstance(space[k], list)} for c in configs]
+
+
+def describe_space(space: dict[str, ParamSpec]) -> list[str]:
+    """The plan's lines for the search space: each parameter's kind, range or choices, and when it applies."""
+    width = max(map(len, space), default=0) + 2
+    lines = []
+    for name, spec in space.items():
+        if isinstance(spec, Range):
+            kind = param_kind(name)
+            text = f"{kind}{' log' if spec.log else ''} [{spec.low:g}, {spec.high:g}]" + (f" step {spec.step:g}" if spec.step else "")
+        elif isinstance(spec, list):
+            text = f"choice {spec}"
+        else:
+            text = f"fixed {spec}"
+        condition = describe_condition(name)
+        scope = f"  (only when {condition})" if condition else ""
+        lines.append(f"  {name:<{width}}{text}{scope}")
+    return lines

@@ -44,14 +44,9 @@ from musicvae.charts import (
     explorer_figure,
     heatmap_figure,
 )
-from musicvae.features.store import is_uri
-from musicvae.report import (
-    QUALITY,
-    SweepTables,
-    best_rows,
-    degenerate_rows,
-    report_columns,
-)
+from musicvae.leaderboard import method_trial, methods_view, rule_rows
+from musicvae.locations import is_uri
+from musicvae.sweep_runs import SweepTables
 from musicvae.tracking import DESCRIPTION_TAG
 
 TRACKS_ARTIFACT = "tracks.parquet"  # the parent run's track metadata (id, text columns, file path, genre), written by the sweep
@@ -86,12 +81,6 @@ def audio_links(paths: pd.Series, report_folder: Path) -> list[str]:
     return links
 
 
-def _trial_of(tables: SweepTables, method: str) -> pd.Series:
-    """The method's finished trial with the lowest seed: the one the explorer draws."""
-    ok = tables.table[(tables.table["method"] == method) & (tables.table["status"] == "OK")]
-    return ok.sort_values("seed", kind="stable").iloc[0]
-
-
 def explored(
     client: MlflowClient, tables: SweepTables, method: str, role: str, metadata: pd.DataFrame | None, report_folder: Path, max_points: int = 20000
 ) -> Explored | None:
@@ -99,7 +88,7 @@ def explored(
 
     None when the trial logged no embedding (its artifacts were not uploaded).
     """
-    trial = _trial_of(tables, method)
+    trial = method_trial(tables.table, method)
     with tempfile.TemporaryDirectory() as folder:
         saved = _download(client, trial["run_id"], "embedding.parquet", folder)
         if saved is None:
@@ -147,23 +136,22 @@ def _figure_html(figure: go.Figure, div_id: str) -> str:
 
 def methods_table_html(methods: pd.DataFrame, selected: str | None, oracle: str | None) -> str:
     """The method table; every cell carries its number (data-v) so the columns sort by value, not by text."""
-    columns = report_columns(methods)
-    best = {c: best_rows(methods, c) for c in columns if c in QUALITY}
-    degenerate = degenerate_rows(methods)
-    headers = [("method", "text"), ("n", "num")]
-    headers += [(registry.label(c) + (" ↓" if c in QUALITY and registry.lower_is_better(c) else ""), "num") for c in columns]
+    view = methods_view(methods, " ↓")
+    headers = [("method", "text"), ("n", "num")] + [(h, "num") for h in view.headers]
     head = "".join(f'<th data-type="{t}">{html.escape(h)}</th>' for h, t in headers)
     rows = []
     for index, row in methods.iterrows():
-        marks = (" †" if index in degenerate else "") + (" ★ selected" if row["method"] == selected else "") + (" ◆ oracle" if row["method"] == oracle else "")
+        marks = (
+            (" †" if index in view.degenerate else "") + (" ★ selected" if row["method"] == selected else "") + (" ◆ oracle" if row["method"] == oracle else "")
+        )
         cells = [
             f'<td data-v="{html.escape(row["method"])}">{html.escape(row["method"])}<span class="mark">{marks}</span></td>',
             f'<td data-v="{int(row["n"])}">{int(row["n"])}</td>',
         ]
-        for c in columns:
+        for c in view.columns:
             mean = row[f"{c}_mean"]
             value = "" if pd.isna(mean) else repr(float(mean))
-            css = ' class="best"' if index in best.get(c, ()) else ""
+            css = ' class="best"' if index in view.best.get(c, ()) else ""
             cells.append(f'<td data-v="{value}"{css}>{html.escape(registry.format_value(mean, row[f"{c}_std"], c))}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="sortable" id="methods"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
@@ -174,15 +162,12 @@ def selection_html(tables: SweepTables) -> str:
     if selection is None:
         return "<p>This sweep predates shared-space selection; its methods are ranked by the objective.</p>"
     lines = [f"<li>{html.escape(line.strip())}</li>" for line in selection.summary().splitlines() if "other rules' picks" not in line]
-    labelled = selection.oracle is not None
-    head = "<th>rule</th><th>pick</th><th data-type='num'>stability</th>" + ("<th data-type='num'>ARI</th><th data-type='num'>regret</th>" if labelled else "")
+    columns, picks = rule_rows(selection)
+    head = "<th>rule</th><th>pick</th>" + "".join(f"<th data-type='num'>{c}</th>" for c in columns)
     rows = []
-    for rule, pick in selection.picks.items():
-        row = selection.row(pick)
+    for rule, pick, numbers in picks:
         name = f"<b>{rule}</b> (chosen)" if rule == selection.rule else rule
-        cells = f"<td>{name}</td><td>{html.escape(pick)}</td><td data-v='{row['stability']}'>{row['stability']:.3f}</td>"
-        if labelled:
-            cells += f"<td data-v='{row['ari']}'>{row['ari']:.4f}</td><td data-v='{selection.regret(pick)}'>{selection.regret(pick):.4f}</td>"
+        cells = f"<td>{name}</td><td>{html.escape(pick)}</td>" + "".join(f"<td data-v='{value}'>{text}</td>" for value, text in numbers)
         rows.append(f"<tr>{cells}</tr>")
     return f"<ul>{''.join(lines)}</ul><table class='sortable' id='rules'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from musicvae.config import SearchConfig
-from musicvae.params import ParamSpec, Range, applies, describe_condition, ordered_names, param_kind
+from musicvae.params import ParamSpec, Range, applies, ordered_names, param_kind
 
 
 def _suggest(trial: Any, name: str, spec: ParamSpec) -> tuple[Any, bool]:
@@ -69,6 +69,12 @@ class SweepSearch(OptunaSearch):
       ask is told to Optuna as FAILED (TPE ignores failed trials, so nothing
       is biased) and a new one is drawn. To repeat a configuration on purpose,
       put ``seed`` in the space.
+
+    The redraw uses two private attributes of Ray's OptunaSearch,
+    ``_ot_study`` (the Optuna study) and ``_ot_trials`` (trial id -> the
+    Optuna trial it asked for): Ray has no public way to close an ask or swap
+    the sampler. ``tests/test_search.py::test_ray_optuna_search_still_has_the_private_attributes_sweepsearch_uses``
+    fails first if a Ray upgrade renames them.
     """
 
     MAX_REDRAWS = 100
@@ -136,20 +142,3 @@ def optuna_search(space: dict[str, ParamSpec], search: SearchConfig, points: lis
         sampler=SAMPLERS[search.sampler](seed=search.seed),
         points_to_evaluate=points or None,
     )
-
-
-def describe_space(space: dict[str, ParamSpec]) -> list[str]:
-    width = max(map(len, space), default=0) + 2
-    lines = []
-    for name, spec in space.items():
-        if isinstance(spec, Range):
-            kind = param_kind(name)
-            text = f"{kind}{' log' if spec.log else ''} [{spec.low:g}, {spec.high:g}]" + (f" step {spec.step:g}" if spec.step else "")
-        elif isinstance(spec, list):
-            text = f"choice {spec}"
-        else:
-            text = f"fixed {spec}"
-        condition = describe_condition(name)
-        scope = f"  (only when {condition})" if condition else ""
-        lines.append(f"  {name:<{width}}{text}{scope}")
-    return lines

@@ -44,7 +44,7 @@ from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-from musicvae.clustering import NOISE
+from musicvae.clustering import NOISE, ari_of_codes, mean_pairwise_ari
 from musicvae.config import SelectionConfig
 from musicvae.disentanglement import ACTIVE_THRESHOLD
 from musicvae.metrics import DEGENERATE_SHARE, sample_rows
@@ -189,34 +189,6 @@ def pooled_rank(scores: pd.DataFrame) -> pd.Series:
     return scores.rank(axis=0, pct=True).fillna(0.0).mean(axis=1)
 
 
-def ari(a: np.ndarray, b: np.ndarray) -> float:
-    """The adjusted Rand index of two labelings (noise, -1, is one more group), as sklearn's ``adjusted_rand_score``.
-
-    From the contingency table by ``np.bincount``: consensus compares every
-    pair of a sweep's clusterings (thousands), and sklearn's input checks
-    alone cost about 3 ms a call.
-    """
-    return _ari_codes(np.unique(a, return_inverse=True)[1], np.unique(b, return_inverse=True)[1])
-
-
-def _ari_codes(ia: np.ndarray, ib: np.ndarray) -> float:
-    """ARI of two labelings already coded 0..k-1."""
-    table = np.bincount(ia * (ib.max() + 1) + ib, minlength=(ia.max() + 1) * (ib.max() + 1)).astype(np.float64)
-    table = table.reshape(ia.max() + 1, ib.max() + 1)
-    pairs = lambda counts: float((counts * (counts - 1)).sum() / 2)  # noqa: E731
-    index, rows, cols, total = pairs(table), pairs(table.sum(axis=1)), pairs(table.sum(axis=0)), len(ia) * (len(ia) - 1) / 2
-    expected = rows * cols / total
-    maximum = (rows + cols) / 2
-    if maximum == expected:  # both labelings trivial in the same way (one cluster, or all singletons): identical
-        return 1.0
-    return (index - expected) / (maximum - expected)
-
-
-def mean_pairwise_ari(clusterings: list[np.ndarray]) -> float:
-    pairs = list(itertools.combinations(clusterings, 2))
-    return float(np.mean([ari(a, b) for a, b in pairs])) if pairs else math.nan
-
-
 def consensus(clusterings: dict[str, np.ndarray], method_of: dict[str, str]) -> dict[str, float]:
     """Each clustering's mean ARI with the clusterings of every other method (its own seeds are stability, not consensus)."""
     names = list(clusterings)
@@ -224,7 +196,7 @@ def consensus(clusterings: dict[str, np.ndarray], method_of: dict[str, str]) -> 
     agreement = np.full((len(names), len(names)), np.nan)
     for i, j in itertools.combinations(range(len(names)), 2):
         if method_of[names[i]] != method_of[names[j]]:
-            agreement[i, j] = agreement[j, i] = _ari_codes(codes[i], codes[j])
+            agreement[i, j] = agreement[j, i] = ari_of_codes(codes[i], codes[j])
     with np.errstate(all="ignore"):
         means = [np.nanmean(row) if np.isfinite(row).any() else math.nan for row in agreement]
     return dict(zip(names, means))
@@ -257,6 +229,17 @@ class Selection:
         ari = self.scores.set_index("method")["ari"]
         return float(ari.max() - ari[method])
 
+    def regret_se(self, method: str | None) -> float:
+        """The standard error of :meth:`regret` from the seeds' spread: sqrt(sd_o^2/n_o + sd_m^2/n_m); NaN without labels or seeds.
+
+        A regret within about two of these is not a measured loss: with three
+        seeds, which method is the oracle is itself uncertain by that much.
+        """
+        if method is None or self.oracle is None or "ari_sd" not in self.scores:
+            return math.nan
+        oracle, pick = self.row(self.oracle), self.row(method)
+        return float(math.sqrt(oracle["ari_sd"] ** 2 / oracle["n"] + pick["ari_sd"] ** 2 / pick["n"]))
+
     def row(self, method: str) -> pd.Series:
         return self.scores.set_index("method").loc[method]
 
@@ -274,7 +257,9 @@ class Selection:
             oracle = self.row(self.oracle)
             lines[0] += f": ARI {win['ari']:.4f}, NMI {win['nmi']:.4f}"
             lines.append(
-                f"  oracle (best mean ARI, uses labels): {self.oracle}: ARI {oracle['ari']:.4f}, NMI {oracle['nmi']:.4f}; regret {self.regret(self.winner):.4f}"
+                f"  oracle (best mean ARI, uses labels): {self.oracle}: "
+                f"ARI {oracle['ari']:.4f} ± {_fmt(oracle.get('ari_sd', math.nan))} over seeds, NMI {oracle['nmi']:.4f}; "
+                f"regret {self.regret(self.winner):.4f} (standard error {_fmt(self.regret_se(self.winner))})"
             )
         others = [f"{rule}: {pick}" + (f" (regret {self.regret(pick):.4f})" if self.oracle else "") for rule, pick in self.picks.items() if rule != self.rule]
         if others:
@@ -360,6 +345,8 @@ def select_methods(
     grouped = ok.groupby("method", sort=False)
     methods = grouped[[c for c in columns if c in ok]].mean()
     methods.insert(0, "n", grouped.size())
+    if "ari" in methods:
+        methods["ari_sd"] = grouped["ari"].std()  # the seeds' spread: the regret's uncertainty (Selection.regret_se)
     methods["seed_agreement"] = [mean_pairwise_ari([clusters[t] for t in group["trial"]]) for _, group in grouped]
     methods["stability"] = methods[["seed_agreement", "resample_stability"]].min(axis=1, skipna=True)
     methods["degenerate"] = methods["largest_cluster"] >= DEGENERATE_SHARE

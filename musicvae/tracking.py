@@ -25,6 +25,7 @@ DESCRIPTION_TAG = "musicvae.description"  # the sweep file's description, on the
 ERROR_TAG = "musicvae.error"  # why a trial failed (its own error, or a lost worker)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by the MLflow 3 UI to choose an experiment's landing page
 RESTARTS_TAG = "musicvae.restarts"  # how often Tune restarted the trial after its worker died
+STOPPED_TAG = "musicvae.stopped"  # why the scheduler stopped a trial
 PAGE_SIZE = 1000  # runs per search_runs call (MLflow's default page): a sweep of thousands of trials takes a few pages
 
 
@@ -87,6 +88,17 @@ def remove_forgotten_children(client: MlflowClient, experiment_id: str, parent_r
         client.set_terminated(run.info.run_id, status="KILLED")
         client.delete_run(run.info.run_id)
     return len(forgotten)
+
+
+def trial_id_of(name: str) -> str:
+    """The Tune trial id in a trial's name (``vae-kmeans-1a2b3c4d``, musicvae.sweep.trial_name), its child run's ``ray.trial_id``."""
+    return name.rsplit("-", 1)[-1]
+
+
+def trial_run_ids(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """The sweep's child runs by Tune trial id (their ``ray.trial_id`` tag): where each trial's artifacts are logged."""
+    runs = search_all_runs(client, experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'")
+    return {run.data.tags["ray.trial_id"]: run.info.run_id for run in runs if "ray.trial_id" in run.data.tags}
 
 
 def tag_selection(client: MlflowClient, run_id: str, selection: Selection, description: str = "") -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,17 +22,18 @@ import torch
 from torch import nn
 
 from musicvae.clustering import Clustering, cluster, resample_stability
-from musicvae.config import SelectionConfig
+from musicvae.config import SelectionConfig, TrialsConfig
 from musicvae.dataset import FeatureSet
 from musicvae.disentanglement import DisentanglementReport, analyse_latents
 from musicvae.idec import refine
-from musicvae.manifold import cached_array, clustering_space
+from musicvae.manifold import clustering_space
 from musicvae.metrics import DEGENERATE_SHARE, all_metrics, input_metrics, sample_rows
 from musicvae.models import build_model
 from musicvae.models.pca import pca_embedding
 from musicvae.models.vade import VaDE
-from musicvae.params import K_CLUSTERERS, TrialParams
+from musicvae.params import K_CLUSTERERS, TrialParams, trial_title
 from musicvae.training import EpochStats, TrainingState, encode, pick_device, seed_everything, train_model
+from musicvae.trial_projection import save_projection
 
 
 @dataclass(frozen=True)
@@ -220,35 +222,47 @@ def run_trial(
     params: TrialParams,
     data: FeatureSet,
     *,
-    on_epoch: Callable[[EpochStats, TrainingState | None], None] | None = None,
-    device: str = "auto",
-    resume: TrainingState | None = None,
-    checkpoint_every: int = 0,
     silhouette_sample: int | None = 10000,
     selection: SelectionConfig | None = None,
     cache_dir: Path | None = None,
+    **training: Any,
 ) -> TrialResult:
     """Embed, cluster and score.
 
-    ``on_epoch``/``resume``/``checkpoint_every`` as in :func:`~musicvae.training.train_model`, ``cache_dir`` as in :func:`evaluate`.
+    ``training`` is :func:`embed`'s keywords (``device``, and ``on_epoch``/``resume``/``checkpoint_every``
+    as in :func:`~musicvae.training.train_model`); ``cache_dir`` as in :func:`evaluate`.
     """
     resolve_n_clusters(params, data)  # fail on a missing k before training, not after
-    embedded = embed(params, data, on_epoch=on_epoch, device=device, resume=resume, checkpoint_every=checkpoint_every)
+    embedded = embed(params, data, **training)
     return evaluate(params, data, embedded, silhouette_sample=silhouette_sample, selection=selection, cache_dir=cache_dir)
 
 
-def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: Path | None) -> np.ndarray:
-    """UMAP/t-SNE coordinates, computed once per distinct embedding.
+def run_and_save(
+    params: TrialParams,
+    data: FeatureSet,
+    directory: Path,
+    trials: TrialsConfig,
+    *,
+    selection: SelectionConfig | None = None,
+    cache_dir: Path | None = None,
+    **training: Any,
+) -> tuple[TrialResult, dict[str, float]]:
+    """One trial as a sweep runs it: :func:`run_trial`, then :func:`write_artifacts` into ``directory``.
 
-    Trials that differ only in the clusterer train the same model with the
-    same seed and get the very same embedding (training is deterministic), so
-    a study's grid of models x clusterers would otherwise project each
-    embedding once per clusterer. The key is the embedding's bytes: a
-    different embedding can never be served a stale picture.
+    What the Tune trainable and ``bench/sweep_overhead.py`` both call, so the
+    benchmark's plain loop does the very work of a sweep's trial. ``trials``
+    says how (checkpoints, silhouette sample, figures); ``cache_dir`` is the
+    sweep's cache (UMAP inputs under ``manifolds/``, projections under ``projections/``);
+    ``training`` is :func:`embed`'s keywords (``device``, ``on_epoch``, ``resume``).
+    Returns the result and the seconds the artifacts took.
     """
-    from musicvae.projection import project
-
-    return cached_array(cache_dir, embedding, f"{method}{seed}", lambda: project(embedding, method, seed=seed))
+    manifolds, projections = (cache_dir / "manifolds", cache_dir / "projections") if cache_dir else (None, None)
+    options = {"checkpoint_every": trials.checkpoint_every, **training}
+    result = run_trial(params, data, silhouette_sample=trials.silhouette_sample, selection=selection, cache_dir=manifolds, **options)
+    timing = write_artifacts(
+        result, data, directory, figures=trials.figures, figure_points=trials.figure_points, seed=params.seed, title=trial_title(params), cache_dir=projections
+    )
+    return result, timing
 
 
 def read_embedding(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -284,8 +298,10 @@ def write_artifacts(
 ) -> dict[str, float]:
     """What a trial leaves for MLflow: embedding (Parquet), latent analysis (JSON), figures (PNG), the model.
 
-    The 2-D projections are saved too (``projection.parquet``), so sweep-level
-    figures such as the β grid reuse them instead of running UMAP again.
+    UMAP/t-SNE only where ``figures`` lists them (:mod:`musicvae.trial_projection`:
+    by default the sweep draws them afterwards for the trials it shows); their
+    coordinates are saved too (``projection.parquet``), so sweep-level figures
+    such as the β grid reuse them instead of running UMAP again.
     Returns the seconds spent, to be reported apart from the trial's own time.
     """
     from musicvae import figures as fig
@@ -304,16 +320,10 @@ def write_artifacts(
     if result.model is not None:
         save_model(result.model, directory / "model")
 
-    methods = [m for m in PROJECTIONS if m in figures]
+    methods = tuple(m for m in PROJECTIONS if m in figures)
     if methods:
-        rows = fig.sample_rows(len(result.embedding), figure_points, seed)
-        coords = {m: cached_projection(result.embedding[rows], m, seed, cache_dir) for m in methods}
-        labels = data.labels[rows] if data.labels is not None else None
-        fig.save_figure(fig.projection_figure(coords, result.clusters[rows], labels, data.label_names, title=title), directory / "figures" / "projection.png")
-        projection = pd.DataFrame({"track_id": np.asarray(data.track_ids)[rows]})
-        for m, xy in coords.items():
-            projection[f"{m}_x"], projection[f"{m}_y"] = xy[:, 0], xy[:, 1]
-        projection.to_parquet(directory / "projection.parquet", index=False)
+        options = {"methods": methods, "label_names": data.label_names, "cache_dir": cache_dir}
+        save_projection(table, directory, figure_points=figure_points, seed=seed, title=title, **options)
     if "disentanglement" in figures:
         fig.save_figure(fig.disentanglement_figure(result.latents, title=title), directory / "figures" / "latents.png")
     return {"artifact_seconds": time.perf_counter() - start}

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray import tune
 
-from musicvae.tracking import ERROR_TAG, RESTARTS_TAG, ROLE_TAG, SWEEP_TAG, search_all_runs
+from musicvae.tracking import ERROR_TAG, RESTARTS_TAG, ROLE_TAG, STOPPED_TAG, SWEEP_TAG, search_all_runs
 
 # Keys of a Tune result that are ours to log (Ray adds its own bookkeeping).
 RAY_FIELDS = frozenset(
@@ -144,7 +144,7 @@ class MLflowTrialCallback(tune.Callback):
             self.client.log_text(run_id, str(result.get("traceback", "")), "error.txt")
         elif outcome == "KILLED":
             reason = f"stopped early by the scheduler after epoch {result.get('epoch', '?')}"
-            self.client.log_batch(run_id, tags=[RunTag("musicvae.stopped", reason)])
+            self.client.log_batch(run_id, tags=[RunTag(STOPPED_TAG, reason)])
         else:
             notes = result.get("notes") or {}
             if notes:

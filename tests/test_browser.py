@@ -54,9 +54,9 @@ def browser():
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_collection: Path) -> dict:
     """A real sweep (Ray, Tune, Optuna, MLflow SQLite) over the small demo collection, and its report."""
-    from musicvae.config import parse_sweep
     from musicvae.report import write_report
     from musicvae.sweep import run_sweep
+    from musicvae.sweep_file import parse_sweep
 
     folder = tmp_path_factory.mktemp("browser")
     uri = f"sqlite:///{folder / 'mlflow.db'}"

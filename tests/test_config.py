@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from musicvae.config import SweepFileError, TableSource, load_sweep, parse_sweep
+from musicvae.config import TableSource
+from musicvae.sweep_file import SweepFileError, load_sweep, parse_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import blobs
 from matplotlib.colors import to_rgba
 
 from musicvae.disentanglement import analyse_latents
@@ -26,17 +27,9 @@ GENRES = ["Electronic", "Folk", "Hip-Hop", "Rock"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def blobs(n: int, d: int = 8, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A Gaussian mixture: k well-separated blobs, one per genre."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, k, n)
-    centres = rng.normal(scale=5.0, size=(k, d))
-    return (centres[labels] + rng.normal(size=(n, d))).astype(np.float32), labels
-
-
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray]:
-    return blobs(200)
+    return blobs(50, k=4, d=8, scale=5.0, spread=1.0, standardise=False)
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +256,6 @@ def test_save_figure_creates_folders_and_closes_the_figure(tmp_path, coords):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", PROJECTIONS)
 def test_project_3000_tracks(method):
-    embedding, _ = blobs(3000, d=32, k=5)
+    embedding, _ = blobs(600, k=5, d=32, scale=5.0, spread=1.0, standardise=False)
     xy = project(embedding, method)
     assert xy.shape == (3000, 2) and np.isfinite(xy).all()

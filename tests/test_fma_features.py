@@ -10,8 +10,7 @@ import pytest
 from conftest import shared_path
 
 from musicvae.config import FMAFeaturesSource
-from musicvae.features.fma_features import read_fma_features, read_fma_features_csv
-from musicvae.sources import SourceError
+from musicvae.sources import SourceError, read_fma_features, read_fma_features_csv
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from conftest import blobs, feature_set
 from sklearn.metrics import adjusted_rand_score
 
-from musicvae.dataset import FeatureSet
 from musicvae.models import build_model
 from musicvae.models.conv_vae import ConvVAE
 from musicvae.models.multimodal_vae import MultimodalVAE, product_of_experts
@@ -18,45 +17,6 @@ from musicvae.trial import run_trial
 
 CPU = torch.device("cpu")
 TRAIN = dict(lr=1e-3, batch_size=32, val_fraction=0.1, device=CPU)
-
-
-def blobs(n_per: int = 40, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 3, (3, d))
-    x = np.concatenate([c + rng.normal(0, 0.5, (n_per, d)) for c in centres]).astype(np.float32)
-    return (x - x.mean(0)) / x.std(0), np.repeat(np.arange(3), n_per)
-
-
-def spectrograms(labels: np.ndarray, shape: tuple[int, int] = (20, 32), seed: int = 0) -> np.ndarray:
-    """Each class a different sinusoid over time, plus noise: structure a CNN can find."""
-    rng = np.random.default_rng(seed)
-    t = np.linspace(0, 2 * np.pi, shape[1])
-    rows = np.arange(shape[0])[:, None]
-    base = np.stack([np.sin((k + 1) * t + rows) for k in range(3)])
-    return (base[labels] + rng.normal(0, 0.3, (len(labels), *shape))).astype(np.float32)
-
-
-def feature_set(x: np.ndarray, labels: np.ndarray | None, text_missing: np.ndarray | None = None) -> FeatureSet:
-    names = ["a", "b", "c"] if labels is not None else []
-    ids = [str(i) for i in range(len(x))]
-    spectrogram = spectrograms(labels if labels is not None else np.zeros(len(x), int))
-    text = text_missing_flags = None
-    if text_missing is not None:
-        rng = np.random.default_rng(1)
-        text = (np.eye(3)[labels] @ rng.normal(0, 1, (3, 16)) + rng.normal(0, 0.2, (len(x), 16))).astype(np.float32)
-        text[text_missing] = 0.0
-        text_missing_flags = text_missing
-    return FeatureSet(
-        ids,
-        x,
-        [f"f{i}" for i in range(x.shape[1])],
-        labels,
-        names,
-        pd.DataFrame({"track_id": ids}),
-        {"mfcc_spectrogram": spectrogram},
-        text,
-        text_missing_flags,
-    )
 
 
 def batch_for(model: str, n: int = 5) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
@@ -297,6 +257,31 @@ def test_non_finite_loss_stops_training_with_a_reason() -> None:
     x[3, 2] = np.nan
     with pytest.raises(NonFiniteLossError, match="epoch 1"):
         train_model(MLPVAE(12, 4, 32), {"features": x}, beta=1.0, epochs=2, seed=0, **TRAIN)
+
+
+class TurnsNaN(MLPVAE):
+    """An MLP VAE whose reconstruction becomes NaN at the ``at``-th training batch (counted from 1, over all epochs)."""
+
+    def __init__(self, at: int):
+        super().__init__(12, 4, 32)
+        self.at, self.batches = at, 0
+
+    def forward(self, batch):
+        out = super().forward(batch)
+        if self.training:
+            self.batches += 1
+            if self.batches == self.at:
+                out.recon["features"] = out.recon["features"] * float("nan")
+        return out
+
+
+def test_a_loss_that_turns_nan_mid_epoch_fails_that_epoch() -> None:
+    """Finiteness is checked once per epoch, on the epoch's summed loss: one NaN batch still fails its epoch, unreported."""
+    x, _ = blobs()  # 108 training tracks: batches of 32, 32, 32 and 12 an epoch
+    reported: list[int] = []
+    with pytest.raises(NonFiniteLossError, match=r"^loss became nan at epoch 2 "):  # the training loss's, not validation's
+        train_model(TurnsNaN(at=6), {"features": x}, beta=1.0, epochs=3, seed=0, on_epoch=lambda s, st: reported.append(s.epoch), **TRAIN)
+    assert reported == [1]  # epoch 2 was neither reported nor checkpointed
 
 
 # ------------------------------------------------------------- baselines, trials

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from conftest import wait_until_healthy
 from mlflow.tracking import MlflowClient
-from test_sweep_trust import wait_until_healthy
 
 from musicvae.localcluster import LocalCluster, free_port
 from musicvae.synth import blobs_table

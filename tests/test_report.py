@@ -22,7 +22,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from musicvae import figures, study_figures, tracking
 from musicvae.cli import main
-from musicvae.report import read_sweep_runs, write_report
+from musicvae.report import write_report
+from musicvae.sweep_runs import read_sweep_runs
 
 EXPERIMENT = "study-exp"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -3,8 +3,10 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from musicvae.config import SearchConfig, SweepConfig, parse_sweep
-from musicvae.search import DefineByRun, describe_space, optuna_search
+from musicvae.config import SearchConfig
+from musicvae.params import describe_space
+from musicvae.search import DefineByRun, optuna_search
+from musicvae.sweep_file import SweepConfig, parse_sweep
 
 
 def sample(space: dict | SweepConfig, n: int = 40, seed: int = 0) -> list[dict]:
@@ -117,3 +119,14 @@ def test_grid_sampler_runs_every_configuration_once() -> None:
         searcher.on_trial_complete(f"t{i}", {"silhouette": 0.1 * i})
     assert cfg.num_samples == (1 + 2) * 2 * 2 == len({tuple(sorted(c.items())) for c in configs})
     assert all("beta" not in c for c in configs if c["model"] == "pca")
+
+
+def test_ray_optuna_search_still_has_the_private_attributes_sweepsearch_uses() -> None:
+    """SweepSearch.suggest reaches into Ray's OptunaSearch (``_ot_study``, ``_ot_trials``).
+
+    Pinned here, so a Ray upgrade that renames them fails this test by name."""
+    cfg = parse_sweep({"name": "t", "space": {"model": "pca", "latent_dim": [4, 8]}})
+    searcher = optuna_search(cfg.space, SearchConfig(sampler="tpe"))
+    searcher.suggest("t0")
+    assert isinstance(searcher._ot_study, optuna.Study)
+    assert isinstance(searcher._ot_trials["t0"], optuna.Trial) and searcher._ot_trials["t0"].number == 0

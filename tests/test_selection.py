@@ -7,31 +7,24 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import blobs, feature_set
 from sklearn.metrics import calinski_harabasz_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
-from musicvae.clustering import NOISE, resample_stability
-from musicvae.config import SelectionConfig, SweepFileError, parse_sweep
+from musicvae.clustering import NOISE, mean_pairwise_ari, resample_stability
+from musicvae.config import SelectionConfig
 from musicvae.dataset import FeatureSet
 from musicvae.leaderboard import TrialRecord, trial_table
 from musicvae.metrics import input_metrics, sample_rows
 from musicvae.params import TrialParams
-from musicvae.selection import build_spaces, mean_pairwise_ari, select_methods, space_scores
+from musicvae.selection import build_spaces, select_methods, space_scores
+from musicvae.sweep_file import SweepFileError, parse_sweep
 from musicvae.trial import Embedded, evaluate
 
 
 def genres(n_per: int = 100, k: int = 3, d: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """k Gaussian 'genres', separated but overlapping a little, in d dimensions."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 2.5, (k, d))
-    labels = np.repeat(np.arange(k), n_per)
-    return (centres[labels] + rng.normal(0, 1, (len(labels), d))).astype(np.float32), labels
-
-
-def feature_set(x: np.ndarray, labels: np.ndarray | None) -> FeatureSet:
-    ids = [f"t{i}" for i in range(len(x))]
-    names = [f"g{c}" for c in range(int(labels.max()) + 1)] if labels is not None else []
-    return FeatureSet(ids, x, [f"f{i}" for i in range(x.shape[1])], labels, names, pd.DataFrame({"track_id": ids}))
+    return blobs(n_per, k, d, scale=2.5, spread=1.0, seed=seed, standardise=False)
 
 
 def run_methods(data: FeatureSet, embeddings: dict[str, list[np.ndarray]], cfg: SelectionConfig, **params) -> tuple[pd.DataFrame, dict, dict]:
@@ -181,7 +174,7 @@ def test_a_bad_selection_key_is_named(selection: dict, message: str) -> None:
 def test_ari_matches_sklearn_with_noise_and_trivial_labelings() -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    from musicvae.selection import ari
+    from musicvae.clustering import ari
 
     rng = np.random.default_rng(6)
     a, b = rng.integers(-1, 4, 500), rng.integers(-1, 6, 500)
@@ -282,3 +275,30 @@ def test_a_sweep_with_no_finished_trial_selects_nothing() -> None:
     assert selection.winner is None and "no finished" in selection.summary()
     again = choose(pd.read_csv(io.StringIO(selection.scores.to_csv(index=False))), SelectionConfig(), 0, 0)  # as the report reads it back
     assert again.winner is None
+
+
+def test_the_regret_carries_its_standard_error_from_the_seeds_spread() -> None:
+    from musicvae.selection import RULES, choose
+
+    methods = pd.DataFrame(
+        {
+            "method": ["a", "b"],
+            "n": [3, 4],
+            "degenerate": [False, False],
+            "stability": [0.9, 0.9],
+            "ari": [0.5, 0.4],
+            "ari_sd": [0.06, 0.02],
+            "nmi": [0.5, 0.4],
+            "seed_agreement": [0.9, 0.9],
+            "resample_stability": [0.9, 0.9],
+            **{f"score_{rule}": [0.2, 0.8] for rule in RULES},
+        }
+    )
+    selection = choose(methods, SelectionConfig(), 2, 100)
+    assert selection.winner == "b" and selection.oracle == "a"
+    assert selection.regret("b") == pytest.approx(0.1)
+    assert selection.regret_se("b") == pytest.approx(np.sqrt(0.06**2 / 3 + 0.02**2 / 4))
+    assert selection.regret_se("a") == pytest.approx(np.sqrt(0.06**2 / 3 * 2))
+    assert "standard error 0.036" in selection.summary()
+    older = choose(methods.drop(columns="ari_sd"), SelectionConfig(), 2, 100)  # a selection.csv written before the seeds' spread was kept
+    assert np.isnan(older.regret_se("b")) and "regret 0.1000 (standard error -)" in older.summary()

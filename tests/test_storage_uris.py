@@ -26,7 +26,8 @@ from musicvae.config import AudioFeatureConfig, FMASource, FolderSource, SynthSo
 from musicvae.features import extract as extract_module
 from musicvae.features.audio import AudioError, decode
 from musicvae.features.extract import extract_features
-from musicvae.features.store import ExtractedFeatures, fingerprint, resolve
+from musicvae.features.store import ExtractedFeatures
+from musicvae.locations import fingerprint, resolve
 from musicvae.sources import fma_tracks, folder_tracks, list_tracks, read_feature_table
 
 CFG = AudioFeatureConfig(duration=1.0)

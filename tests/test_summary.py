@@ -55,13 +55,14 @@ def test_sweep_figures_draw_the_heatmap_and_the_beta_grid(tmp_path: Path) -> Non
         "v4s0": trial_checkpoint(tmp_path, "v4s0", ids, with_projection=False),  # projected on the spot
     }
     labelled = FeatureSet(ids, np.zeros((60, 2), np.float32), ["a", "b"], np.arange(60) % 2, ["Folk", "Rock"], pd.DataFrame())
-    written = sweep_figures(table, methods, checkpoints, labelled, tmp_path / "out", "t", max_points=1000)
+    written = sweep_figures(table, methods, checkpoints, labelled, tmp_path / "out", "t", max_points=1000, cache_dir=tmp_path / "cache")
     assert sorted(p.name for p in written) == ["beta_grid.png", "metrics_heatmap.png"]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1  # v4s0's UMAP, in the projection cache the sweep's other projections share
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
 
     unlabelled = FeatureSet(ids, np.zeros((60, 2), np.float32), ["a", "b"], None, [], pd.DataFrame())  # coloured by cluster
     assert len(sweep_figures(table, methods, checkpoints, unlabelled, tmp_path / "out2", "t", max_points=1000)) == 2
-    # Trials drew no projections: the sweep draws no β grid either (it would run UMAP in the driver).
+    # No projection asked for at all (trials.beta_grid false): no β grid either (it would run UMAP in the driver).
     no_grid = sweep_figures(table, methods, checkpoints, labelled, tmp_path / "out3", "t", max_points=1000, projections=False)
     assert [p.name for p in no_grid] == ["metrics_heatmap.png"]
 

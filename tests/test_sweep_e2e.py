@@ -16,10 +16,13 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from musicvae.config import ResourcesConfig, TrialsConfig, parse_sweep
+from musicvae.config import ResourcesConfig, TrialsConfig
 from musicvae.dataset import FeatureSet
-from musicvae.sweep import run_sweep, tune_trainable
+from musicvae.leaderboard import method_trial
+from musicvae.sweep import run_sweep
+from musicvae.sweep_file import parse_sweep
 from musicvae.tracking import close_unfinished_children, connect, remove_forgotten_children
+from musicvae.trainable import tune_trainable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,9 +79,13 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
             assert "beta" not in run.data.params  # conditional: β only for the VAE
     assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
 
+    tags = client.get_run(outcome.parent_run_id).data.tags
+    shown = {method_trial(outcome.leaderboard, tags[role])["trial"] for role in ("musicvae.selected", "musicvae.oracle")}
     for run in by_k["6"]:  # each finished trial's artifacts reached its run
         files = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-        assert {"embedding.parquet", "latents.json", "projection.parquet", "figures/projection.png", "figures/latents.png"} <= files
+        assert {"embedding.parquet", "latents.json", "figures/latents.png"} <= files
+        # UMAP/t-SNE only where they are read: the selected method's trial and the oracle's, drawn into their runs after the sweep.
+        assert ({"projection.parquet", "figures/projection.png"} <= files) == (run.info.run_name in shown), run.info.run_name
         assert ("model" in files) == (run.data.params["model"] == "vae")
         embedding = pd.read_parquet(client.download_artifacts(run.info.run_id, "embedding.parquet", str(tmp_path)))
         assert len(embedding) == 36 and {"track_id", "cluster", "genre", "z00"} <= set(embedding.columns)

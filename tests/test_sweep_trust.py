@@ -20,11 +20,12 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from conftest import wait_until_healthy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from musicvae.config import parse_sweep
 from musicvae.sweep import run_sweep
+from musicvae.sweep_file import parse_sweep
 from musicvae.synth import blobs_table
 
 pytestmark = pytest.mark.slow
@@ -182,19 +183,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    """Poll the MLflow server's /health until it answers; fail with its log if it dies or never does."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(f"{url}/health", timeout=5).ok:
-                return
-        except requests.RequestException:  # not listening yet, or too busy starting to answer
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
 
 
 @pytest.fixture

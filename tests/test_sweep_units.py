@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicvae.config import parse_sweep
+from musicvae.cli import describe_plan
 from musicvae.dataset import FeatureSet
 from musicvae.leaderboard import format_leaderboard, format_methods, leaderboard, method_table, pareto_front, selection_summary
-from musicvae.sweep import check_clusters, describe_plan, find_run, storage_root
+from musicvae.locations import find_run, storage_root
+from musicvae.sweep import check_clusters
+from musicvae.sweep_file import parse_sweep
 
 
 def data(labels: np.ndarray | None, names: list[str]) -> FeatureSet:
@@ -48,7 +50,9 @@ def test_leaderboard_orders_by_the_objective_and_puts_failures_last() -> None:
     assert math.isnan(table.loc[3, "silhouette"])
     assert table.loc[2, "beta"] == "" and table.loc[0, "beta"] == 1.0  # β means nothing for PCA
     assert table["method"].tolist() == ["vae + kmeans", "vae + kmeans", "pca + kmeans", "vae + kmeans"]
-    assert leaderboard(results, "davies_bouldin", "min") is not None
+    by_ari_ascending = leaderboard(results, "ari", "min")  # the mode decides the order; failures stay last
+    assert by_ari_ascending["trial"].tolist() == ["t2", "t4", "t1", "t3"]
+    assert leaderboard(results, "ari", "max")["trial"].tolist() == ["t1", "t4", "t2", "t3"]
     text = format_leaderboard(table)
     assert "ValueError: boom" in text and "t4" in text
 
@@ -94,6 +98,17 @@ def test_dry_run_plan_mentions_what_will_run() -> None:
     assert "uses labels: oracle selection" in plan and "Budget: 8 trials" in plan
     grid = describe_plan(parse_sweep({"name": "x", "search": {"sampler": "grid"}, "space": {"model": ["pca", "raw"], "seed": [0, 1, 2]}}))
     assert "grid sampler" in grid and "Budget: 6 trials" in grid
+
+
+def test_dry_run_plan_says_which_projections_each_trial_draws_and_which_the_sweep_draws_after() -> None:
+    lines = {line.split(":")[0]: line for line in describe_plan(parse_sweep({"name": "x"})).splitlines()}
+    assert "figures disentanglement (no UMAP/t-SNE)" in lines["Per trial"]
+    assert "UMAP and t-SNE of the selected method's trial and the oracle's" in lines["After the trials"]
+    assert "musicvae report NAME --figures RUN" in lines["After the trials"]
+    every = describe_plan(parse_sweep({"name": "x", "trials": {"figures": ["umap", "disentanglement"]}}))
+    assert "figures umap, disentanglement;" in every and "the β grid, from the projections every trial draws" in every
+    off = describe_plan(parse_sweep({"name": "x", "trials": {"after_sweep_projections": False}}))
+    assert "After the trials: the metrics heatmap; no projection" in off
 
 
 def test_degenerate_clusterings_cannot_be_selected_and_undefined_seeds_are_not_averaged_away() -> None:

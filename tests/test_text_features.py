@@ -13,18 +13,9 @@ import soundfile as sf
 from conftest import shared_path
 
 from musicvae.config import TextFeatureConfig
-from musicvae.features.text import (
-    EMBEDDED_TAG_FIELDS,
-    TrackTexts,
-    embed_texts,
-    embedded_tags,
-    read_lyrics,
-    resolve_model_path,
-    scrub_labels,
-    sentence_embeddings,
-    tfidf_embeddings,
-    track_texts,
-)
+from musicvae.features.label_scrub import scrub_labels
+from musicvae.features.text import EMBEDDED_TAG_FIELDS, TrackTexts, embed_texts, embedded_tags, read_lyrics, track_texts
+from musicvae.features.text_embedders import resolve_model_path, sentence_embeddings, tfidf_embeddings
 from musicvae.sources import fma_track_path
 
 # ------------------------------------------------------------------ helpers

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_models import blobs, feature_set
+from conftest import blobs, feature_set
 
 from musicvae import projection
+from musicvae.config import TrialsConfig
 from musicvae.params import TrialParams
 from musicvae.training import encode
-from musicvae.trial import cached_projection, run_trial, write_artifacts
+from musicvae.trial import run_and_save, run_trial, write_artifacts
+from musicvae.trial_projection import cached_projection, save_projection
 
 
 def test_artifacts_of_a_vae_trial(tmp_path) -> None:
@@ -45,6 +47,29 @@ def test_a_baseline_without_figures_writes_no_weights_and_no_pictures(tmp_path) 
     write_artifacts(run_trial(TrialParams(model="pca", latent_dim=4), data), data, tmp_path, figures=[])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["embedding.parquet", "figures", "latents.json"]
     assert not any((tmp_path / "figures").iterdir())
+
+
+def test_a_trial_draws_no_projection_by_default(tmp_path) -> None:
+    """UMAP and t-SNE cost seconds a trial: by default only the sweep's selected and oracle trials get them, afterwards."""
+    x, labels = blobs()
+    data = feature_set(x, labels)
+    run_and_save(TrialParams(model="pca", latent_dim=4), data, tmp_path, TrialsConfig(), cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "projection.parquet").exists() and not (tmp_path / "cache").exists()
+    assert [p.name for p in (tmp_path / "figures").iterdir()] == ["latents.png"]
+
+
+def test_the_projection_drawn_later_from_the_embedding_is_the_one_the_trial_would_draw(tmp_path) -> None:
+    """After the sweep (or on demand) the projection comes from embedding.parquet: the same sample, seed and cache entry."""
+    x, labels = blobs(n_per=50)
+    data = feature_set(x, labels)
+    result = run_trial(TrialParams(model="pca", latent_dim=4, seed=3), data)
+    cache = tmp_path / "cache"
+    write_artifacts(result, data, tmp_path / "trial", figures=["umap"], figure_points=100, seed=3, cache_dir=cache)
+    later = tmp_path / "later"
+    save_projection(pd.read_parquet(tmp_path / "trial" / "embedding.parquet"), later, figure_points=100, seed=3, methods=("umap",), cache_dir=cache)
+    pd.testing.assert_frame_equal(pd.read_parquet(later / "projection.parquet"), pd.read_parquet(tmp_path / "trial" / "projection.parquet"))
+    assert len(list(cache.glob("*.npy"))) == 1  # one UMAP run for both
+    assert (later / "figures" / "projection.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_projection_is_computed_once_per_distinct_embedding(tmp_path, monkeypatch) -> None:

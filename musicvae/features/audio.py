@@ -12,9 +12,7 @@ import os
 import numpy as np
 
 from musicvae.config import AudioFeatureConfig
-from musicvae.features.store import is_uri, open_input
-
-AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac")
+from musicvae.locations import is_uri, open_input
 
 
 class AudioError(Exception):

@@ -23,13 +23,13 @@ from musicvae.features.audio import AudioError, extract_file, feature_shapes, mf
 from musicvae.features.store import (
     ExtractedFeatures,
     SkippedFile,
-    absolute,
     previous_stores,
     read_store,
     source_listing,
     store_dir,
     write_store,
 )
+from musicvae.locations import absolute
 
 
 class ExtractionError(RuntimeError):

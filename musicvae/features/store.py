@@ -18,26 +18,19 @@ so a half-written store is never read as complete. Everything is plain Parquet:
 ``pd.read_parquet`` gives each spectrogram as a flat array, ``pyarrow`` gives
 the (n, 20, 128) tensor with ``to_numpy_ndarray()``.
 
-Locations: ``cache_dir`` and every source path may be a plain path (a local
-disk or an NFS mount) or a pyarrow filesystem URI (``s3://bucket/music``,
-``gs://...``, ``hdfs://...``, ``file:///abs/path``), so that extraction on a
-cluster reads the collection from shared storage and writes the store where
-every node finds it. :func:`resolve` is the one place where a location becomes
-a pyarrow filesystem; the rest of the code passes location strings around.
+The store may live at a plain path or a filesystem URI (see :mod:`musicvae.locations`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import posixpath
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -45,61 +38,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from musicvae.config import AudioFeatureConfig, expand_path
+from musicvae.config import AudioFeatureConfig
+from musicvae.locations import fingerprint, join, parent, resolve
 
 STORE_VERSION = 2
-
-
-# ------------------------------------------------------------------ locations
-
-
-def is_uri(location: str | Path) -> bool:
-    """A filesystem URI (``s3://``, ``file://``, ...) rather than a plain path: the same test as sweep.py's storage paths."""
-    return "://" in str(location)
-
-
-def absolute(location: str | Path) -> str:
-    """A location that means the same on every Ray worker: a URI as given, a plain path expanded and absolute."""
-    return str(location) if is_uri(location) else str(expand_path(str(location)).resolve())
-
-
-def resolve(location: str | Path) -> tuple[pafs.FileSystem, str]:
-    """The filesystem that holds ``location`` and the path inside it: the one place locations become filesystems.
-
-    Plain paths (an NFS mount is one) stay on the local filesystem, with ~ and
-    $VARS expanded as everywhere in a sweep file. URIs go through
-    ``FileSystem.from_uri``, so everything pyarrow documents works, query
-    options included (``s3://bucket/music?region=eu-west-1``,
-    ``?endpoint_override=host:9000&scheme=http`` for MinIO). Credentials come
-    from the usual places (AWS_* variables, an instance role): a
-    ``user:secret@`` in the URI would be copied into every manifest.
-    """
-    if is_uri(location):
-        return pafs.FileSystem.from_uri(str(location))
-    return pafs.LocalFileSystem(), absolute(location)
-
-
-def open_input(location: str | Path) -> pa.NativeFile:
-    """A seekable binary file for reading a plain path or a URI (FileNotFoundError if it is not there)."""
-    fs, path = resolve(location)
-    return fs.open_input_file(path)
-
-
-def join(location: str | Path, *parts: str) -> str:
-    """A location below ``location`` (parts may hold "/"); in a URI they are percent-encoded and the query is kept."""
-    if not is_uri(location):
-        return str(expand_path(str(location)).joinpath(*parts))
-    url = urlsplit(str(location))
-    path = posixpath.normpath("/".join([url.path.rstrip("/"), *(quote(part) for part in parts)]))
-    return urlunsplit(url._replace(path=path))
-
-
-def parent(location: str | Path) -> str:
-    """The folder that holds ``location``."""
-    if not is_uri(location):
-        return str(expand_path(str(location)).parent)
-    url = urlsplit(str(location))
-    return urlunsplit(url._replace(path=posixpath.dirname(url.path.rstrip("/"))))
 
 
 def _exists(fs: pafs.FileSystem, path: str) -> bool:
@@ -120,26 +62,6 @@ class ExtractedFeatures:
     track_ids: list[str]
     arrays: dict[str, np.ndarray]  # kind -> (n_tracks, *shape) float32
     skipped: list[SkippedFile] = field(default_factory=list)
-
-
-def fingerprint(location: str) -> list[int] | None:
-    """(size, mtime in ns) of a file, or None if it cannot be stat'ed.
-
-    On an object store the mtime is the object's Last-Modified, which every
-    upload renews (to the second), so a replaced file is noticed as on a disk.
-    """
-    if not is_uri(location):  # the common case, without building a filesystem per file
-        try:
-            stat = os.stat(location)
-        except OSError:
-            return None
-        return [stat.st_size, stat.st_mtime_ns]
-    try:
-        fs, path = resolve(location)
-        info = fs.get_file_info(path)
-    except OSError:
-        return None
-    return [info.size, info.mtime_ns] if info.type == pafs.FileType.File else None
 
 
 def source_listing(tracks: pd.DataFrame) -> list[dict]:

@@ -62,7 +62,7 @@ def elbo(model: nn.Module, batch: Batch, beta: float, free_bits: float = 0.0) ->
     out = model(batch)
     reconstruction = model.reconstruction(batch, out).mean()
     kl = _kl(model, out)
-    loss = reconstruction + beta * _kl(model, out, free_bits)
+    loss = reconstruction + beta * (_kl(model, out, free_bits) if free_bits > 0 else kl)
     for subset in model.subsets(batch) if hasattr(model, "subsets") else []:
         part = model(subset)
         loss = loss + model.reconstruction(subset, part).mean() + beta * _kl(model, part, free_bits)

@@ -1,4 +1,4 @@
-"""FMA's precomputed ``features.csv`` as a :class:`~musicvae.sources.FeatureTable`.
+"""FMA's precomputed ``features.csv`` as a :class:`~musicvae.sources.tracks.FeatureTable`.
 
 The official file has one row per track and 518 columns under three header
 rows (``feature``, ``statistics``, ``number``) and an index-name row
@@ -13,12 +13,13 @@ with a reason, so labels are never partial and nothing vanishes silently.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from musicvae.config import GENRE_LIKE_COLUMNS, FMAFeaturesSource, expand_path
-from musicvae.sources import FMA_SUBSETS, FeatureTable, SourceError
+from musicvae.sources.tracks import FMA_SUBSETS, FeatureTable, SourceError
 
 # Only these tracks.csv columns become text. ('track', 'genres'), 'genres_all',
 # 'tags' and 'genre_top' all name the genre and would leak the label.
@@ -79,13 +80,18 @@ def read_fma_features_csv(path: str | Path, groups: list[str], statistics: list[
     return table
 
 
+def _read_csv(key: str, path: Path, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv``, with a missing file named by its sweep-file key."""
+    try:
+        return pd.read_csv(path, **options)
+    except FileNotFoundError:
+        raise SourceError(f"data.source.{key}: {path} does not exist") from None
+
+
 def _tracks_metadata(source: FMAFeaturesSource) -> pd.DataFrame:
     """Label (genre_top, NaN when FMA has none) and title/artist/album per track of the subset."""
     path = expand_path(source.tracks_csv)
-    try:
-        tracks = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
-    except FileNotFoundError:
-        raise SourceError(f"data.source.tracks_csv: {path} does not exist") from None
+    tracks = _read_csv("tracks_csv", path, index_col=0, header=[0, 1], low_memory=False)
     needed = [("track", "genre_top")] + ([("set", "subset")] if source.subset else [])
     missing = [c for c in needed if c not in tracks.columns]
     if missing:
@@ -102,10 +108,7 @@ def _tracks_metadata(source: FMAFeaturesSource) -> pd.DataFrame:
 def _labels_metadata(source: FMAFeaturesSource) -> pd.DataFrame:
     """Label and text columns of a plain CSV (track_id, label column, text...); genre-like columns are dropped."""
     path = expand_path(source.labels_csv)
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise SourceError(f"data.source.labels_csv: {path} does not exist") from None
+    table = _read_csv("labels_csv", path)
     if "track_id" not in table.columns:
         raise SourceError(f"data.source.labels_csv: {path} has no 'track_id' column (columns: {list(table.columns)})")
     if source.label_column not in table.columns:

@@ -7,10 +7,11 @@ evaluation only; no text column may hold them.
 
 Every path in a source may be a pyarrow filesystem URI (``s3://bucket/music``,
 ``file:///data/music``) as well as a plain path: a track's ``path`` is then a
-URI too, which any Ray worker opens (see :mod:`musicvae.features.store`).
+URI too, which any Ray worker opens (see :mod:`musicvae.locations`).
 
 A features-only table (precomputed features) is the other kind of source and
-is read by :func:`read_feature_table`.
+is read by :func:`read_feature_table` (FMA's own ``features.csv`` by
+:mod:`musicvae.sources.fma_features`).
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from musicvae.config import (
     SynthSource,
     TableSource,
 )
-from musicvae.features.audio import AUDIO_EXTENSIONS
-from musicvae.features.store import absolute, is_uri, join, open_input, parent, resolve
+from musicvae.locations import absolute, is_uri, join, open_input, parent, resolve
+
+# The files a folder source takes as tracks: what soundfile decodes without ffmpeg.
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac")
 
 TEXT_COLUMNS = ("title", "artist", "album")
-
-# Columns that hold a genre in common catalogues: never features, never text.
 
 
 class SourceError(ValueError):
@@ -60,11 +61,17 @@ def read_csv(location: str, **kwargs) -> pd.DataFrame:
         return pd.read_csv(file, **kwargs)
 
 
+def _located(key: str, location: str, kind: pafs.FileType) -> tuple[str, pafs.FileSystem, str]:
+    """``data.source.<key>`` as an absolute location, its filesystem and path; a clear error unless it is a ``kind`` (file or folder)."""
+    location = absolute(location)
+    fs, path = resolve(location)
+    if fs.get_file_info(path).type != kind:
+        raise SourceError(f"data.source.{key}: {location} " + ("is not a directory" if kind == pafs.FileType.Directory else "does not exist"))
+    return location, fs, path
+
+
 def folder_tracks(source: FolderSource) -> pd.DataFrame:
-    root = absolute(source.root)
-    fs, root_path = resolve(root)
-    if fs.get_file_info(root_path).type != pafs.FileType.Directory:
-        raise SourceError(f"data.source.root: {root} is not a directory")
+    root, fs, root_path = _located("root", source.root, pafs.FileType.Directory)
     rows = []
     for info in sorted(fs.get_file_info(pafs.FileSelector(root_path, recursive=True)), key=lambda f: PurePosixPath(f.path)):
         relative = PurePosixPath(info.path).relative_to(root_path)
@@ -207,10 +214,7 @@ def read_feature_table(source: TableSource) -> FeatureTable:
     Genre-like columns (``genre``, ``genre_id``, ...) are never used as features
     even when numeric, so a forgotten ``label_column`` cannot leak the answer.
     """
-    path = absolute(source.path)
-    fs, fs_path = resolve(path)
-    if fs.get_file_info(fs_path).type != pafs.FileType.File:
-        raise SourceError(f"data.source.path: {path} does not exist")
+    path, fs, fs_path = _located("path", source.path, pafs.FileType.File)
     if PurePosixPath(fs_path).suffix.lower() in (".parquet", ".pq"):
         table = pd.read_parquet(fs_path, filesystem=fs)
     else:

@@ -1,0 +1,208 @@
+"""Training throughput: what musicvae's training costs against bare PyTorch, measured side by side in one process.
+
+Sections (--sections, all by default):
+
+  per-step  milliseconds per optimizer step of the MLP VAE, the Conv-VAE and the
+            multimodal VAE at a sweep's sizes: the hard task's 2996 tracks, latent 32
+            and TrialParams' defaults otherwise (hidden sizes, channels, batch size, lr,
+            validation split), on random inputs of the real shapes (40 MFCC statistics,
+            20 x 128 MFCC spectrograms, 384-D text embeddings, a quarter of the tracks
+            without text). Two arms train each model from the same initial weights:
+              (a) floor: the same nn.Module in a plain PyTorch loop: forward, the same
+                  loss written out in torch, backward, a torch.optim.Adam step (torch's
+                  defaults), over the same batches in the same order; no validation and
+                  no musicvae code but the model;
+              (b) musicvae.training.train_model as a sweep trial calls it
+                  (musicvae.trial.embed): with its per-epoch validation pass and a
+                  checkpoint snapshot every trials.checkpoint_every epochs and at the last.
+                  The on_epoch callback does nothing: Tune's report and the checkpoint's
+                  file are the sweep's costs, measured by bench/sweep_overhead.py.
+            and, for reference, (a) with fused Adam, the optimizer train_model uses, so
+            the table shows what the optimizer buys and what the loop costs. Prints one
+            table, then ``per-step ratio: <model> <b/a>`` per model (goal: at most 1.5).
+
+A section is a function in SECTIONS taking the parsed arguments, so more fit beside
+per-step (next: "one trial per seed" against "seeds trained together" on a sweep grid).
+
+Measurement. One thread by default, as a sweep trial runs (cpus_per_trial = 1, so
+torch.set_num_threads(1)); --threads N for more. Each run trains a fresh model for
+--epochs epochs; the arms are interleaved, in alternating order, --repeats times, after
+an untimed warm-up run of each, and a step's time is the median over repeats of a run's
+time divided by its optimizer steps. Both the wall time and the process CPU time are
+taken. The ratio lines use CPU time by default (--clock): on a shared machine the wall
+time of a single-threaded run stretches with the other work (here it was twice the CPU
+time at a load of 9 on 2 cores) while its CPU time stays the work itself. With
+--threads > 1 CPU time sums the threads, their spin-waits included: use --clock wall on
+an idle machine. The load average is printed before and after.
+
+    python bench/throughput.py                          # every section and model, single thread (minutes: the Conv-VAE's ~0.1 s steps)
+    python bench/throughput.py --models vae --repeats 9
+    python bench/throughput.py --threads 2 --clock wall
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from musicvae.config import TrialsConfig  # noqa: E402
+from musicvae.models import build_model  # noqa: E402
+from musicvae.models.vae import elbo  # noqa: E402
+from musicvae.params import TrialParams  # noqa: E402
+from musicvae.training import train_model  # noqa: E402
+
+GOAL = 1.5
+CLOCKS = ("wall", "cpu")  # the order of a measurement's pair
+MODELS = ("vae", "conv_vae", "multimodal_vae")
+SHAPES = {"features": (40,), "spectrogram": (20, 128), "text": (384,)}  # per track, as the hard task's feature set has them
+CPU = torch.device("cpu")
+
+
+def synthetic_inputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random arrays of a sweep's shapes, every model's keys (a model trains on its ``inputs``)."""
+    rng = np.random.default_rng(seed)
+    inputs = {key: rng.standard_normal((n, *shape), dtype=np.float32) for key, shape in SHAPES.items()}
+    inputs["text_mask"] = (rng.random(n) >= 0.25).astype(np.float32)
+    return inputs
+
+
+# ------------------------------------------------------------------ per-step
+
+
+def bare_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], beta: float) -> torch.Tensor:
+    """``elbo``'s loss, written out: reconstruction + β·KL(q || N(0, I)), batch means, plus the multimodal VAE's subsets."""
+
+    def reconstruction_and_kl(b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(b)
+        kl = -0.5 * (1 + out.logvar - out.mu.pow(2) - out.logvar.exp())
+        return model.reconstruction(b, out).mean(), kl.mean(dim=0).sum()
+
+    reconstruction, kl = reconstruction_and_kl(batch)
+    loss = reconstruction + beta * kl
+    for subset in model.subsets(batch) if hasattr(model, "subsets") else []:
+        reconstruction, kl = reconstruction_and_kl(subset)
+        loss = loss + reconstruction + beta * kl
+    return loss
+
+
+def floor(model: torch.nn.Module, inputs: dict[str, np.ndarray], params: TrialParams, fused: bool | None = None) -> int:
+    """(a): a plain loop over train_model's batches (the same split, the same order each epoch); returns its steps."""
+    data = {key: torch.as_tensor(a) for key, a in inputs.items()}
+    n = len(next(iter(inputs.values())))
+    train = torch.as_tensor(np.random.default_rng(params.seed).permutation(n)[int(round(n * params.val_fraction)) :])
+    generator = torch.Generator().manual_seed(params.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=fused)
+    model.train()
+    steps = 0
+    for _ in range(params.epochs):
+        order = train[torch.randperm(len(train), generator=generator)]
+        for start in range(0, len(order), params.batch_size):
+            part = order[start : start + params.batch_size]
+            loss = bare_loss(model, {key: t[part] for key, t in data.items()}, params.beta)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    return steps
+
+
+def sweep_training(model: torch.nn.Module, inputs: dict[str, np.ndarray], params: TrialParams) -> int:
+    """(b): train_model with the arguments musicvae.trial.embed gives it; returns its steps."""
+    settings = {key: getattr(params, key) for key in ("beta", "kl_warmup_epochs", "free_bits", "epochs", "lr", "batch_size", "val_fraction", "seed")}
+    checkpoint_every = TrialsConfig().checkpoint_every  # the sweep's default: a snapshot every 10 epochs and at the last
+    history = train_model(model, inputs, **settings, device=CPU, checkpoint_every=checkpoint_every, on_epoch=lambda stats, state: None)
+    n = len(next(iter(inputs.values())))
+    return len(history) * math.ceil((n - int(round(n * params.val_fraction))) / params.batch_size)
+
+
+ARMS: dict[str, Callable[[torch.nn.Module, dict[str, np.ndarray], TrialParams], int]] = {
+    "floor": floor,
+    "train_model": sweep_training,
+    "floor, fused Adam": lambda model, inputs, params: floor(model, inputs, params, fused=True),
+}
+
+
+def check_same_loss(model: torch.nn.Module, inputs: dict[str, np.ndarray], beta: float) -> None:
+    """The floor's loss is elbo's to the bit (the same sampling noise, from the same seed), or the comparison is void."""
+    batch = {key: torch.as_tensor(a[:64]) for key, a in inputs.items()}
+    torch.manual_seed(0)
+    bare = bare_loss(model, batch, beta)
+    torch.manual_seed(0)
+    if not torch.equal(bare, elbo(model, batch, beta).loss):
+        raise SystemExit(f"{type(model).__name__}: the floor's loss is not elbo's; fix bare_loss before trusting the ratios")
+
+
+def per_step(args: argparse.Namespace) -> None:
+    all_inputs = synthetic_inputs(args.tracks)
+    rows = []
+    for name in args.models:
+        params = TrialParams(model=name, latent_dim=32, epochs=args.epochs)
+
+        def fresh() -> torch.nn.Module:
+            torch.manual_seed(params.seed)
+            return build_model(params, all_inputs)
+
+        inputs = {key: all_inputs[key] for key in fresh().inputs}
+        check_same_loss(fresh(), inputs, params.beta)
+        times: dict[str, list[tuple[float, float]]] = {arm: [] for arm in ARMS}
+        for repeat in range(-1, args.repeats):  # -1: the warm-up, not recorded
+            for arm in list(ARMS) if repeat % 2 == 0 else list(ARMS)[::-1]:
+                model = fresh()
+                wall, cpu = time.perf_counter(), time.process_time()
+                steps = ARMS[arm](model, inputs, params)
+                if repeat >= 0:
+                    times[arm].append(((time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps))
+        medians = {arm: [1e3 * statistics.median(t[i] for t in times[arm]) for i in (0, 1)] for arm in ARMS}
+        rows.append((name, steps, medians))
+        print(f"  {name}: done ({steps} steps a run)", flush=True)
+
+    print(f"\nms per optimizer step, median of {args.repeats} runs of {args.epochs} epochs x {args.tracks} tracks; x floor: the arm's time / (a)'s")
+    print(f"{'model':<16}{'steps':>6}  {'arm':<20}{'wall ms':>9}{'cpu ms':>9}{'x floor':>9}{'(cpu)':>7}")
+    for name, steps, m in rows:
+        (floor_wall, floor_cpu) = m["floor"]
+        for i, (arm, (wall, cpu)) in enumerate(m.items()):
+            lead = f"{name:<16}{steps:>6}" if i == 0 else " " * 22
+            print(f"{lead}  {arm:<20}{wall:>9.2f}{cpu:>9.2f}{wall / floor_wall:>9.2f}{cpu / floor_cpu:>7.2f}")
+    print()
+    clock = CLOCKS.index(args.clock)
+    for name, _, m in rows:
+        print(f"per-step ratio: {name} {m['train_model'][clock] / m['floor'][clock]:.2f} ({args.clock} time; goal: at most {GOAL})")
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"per-step": per_step}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--tracks", type=int, default=2996, help="tracks in the synthetic feature set (the hard task's FMA 5-genre set)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs a timed run trains")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each arm (the median is reported)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial has cpus_per_trial of them, 1 by default)")
+    parser.add_argument(
+        "--clock", choices=CLOCKS, default="cpu", help="the time the ratio lines use (see Measurement; wall on an idle machine or with --threads > 1)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    for section in args.sections:
+        print(f"\n## {section}\n", flush=True)
+        SECTIONS[section](args)
+    print(f"\nload average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The projection figure where it is read: after the sweep for the selected and the oracle trial, on demand for any other.
+
+Real MLflow on a temporary SQLite store, the runs written as the sweep's
+callback writes them (tags, params, final metrics, the trial's artifacts);
+trials' checkpoints are real Tune Checkpoint objects over folders; no Ray runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import blobs
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from ray.tune import Checkpoint
+
+from musicvae.cli import main
+from musicvae.config import TrialsConfig
+from musicvae.leaderboard import TrialRecord, trial_table
+from musicvae.parent_run import ParentRun
+from musicvae.selection import Selection
+from musicvae.trial_projection import project_selected
+
+EXPERIMENT = "projections"
+PROJECTION_FILES = {"projection.parquet", "figures/projection.png"}
+# name -> (config, silhouette): the winner's method (β=0.5) has two seeds, the oracle's (β=4) one, pca is neither.
+TRIALS = {
+    "vae-kmeans-a0000001": ({"model": "vae", "beta": 0.5, "seed": 1}, 0.5),
+    "vae-kmeans-a0000002": ({"model": "vae", "beta": 0.5, "seed": 0}, 0.4),
+    "vae-kmeans-a0000003": ({"model": "vae", "beta": 4.0, "seed": 0}, 0.3),
+    "pca-kmeans-a0000004": ({"model": "pca", "seed": 0}, 0.2),
+}
+WINNER, ORACLE = "vae (β=0.5) + kmeans", "vae (β=4) + kmeans"
+
+
+def embedding_table(seed: int) -> pd.DataFrame:
+    """What a trial's embedding.parquet holds: track_id, cluster, genre, z00..."""
+    x, labels = blobs(50, 3, 4, seed=seed)
+    table = pd.DataFrame(x, columns=[f"z{i:02d}" for i in range(4)])
+    table.insert(0, "genre", np.array(["folk", "jazz", "rock"])[labels])
+    table.insert(0, "cluster", labels)
+    table.insert(0, "track_id", [str(i) for i in range(len(x))])
+    return table
+
+
+def write_sweep(client: MlflowClient, experiment_id: str, sweep: str, root: Path) -> tuple[str, dict[str, str], dict[str, Checkpoint]]:
+    """A finished sweep as musicvae leaves it: parent run, a child run per trial with its artifacts, each trial's checkpoint."""
+    parent = client.create_run(experiment_id, run_name=sweep, tags={"musicvae.sweep": sweep, "musicvae.role": "sweep"}).info.run_id
+    client.log_batch(parent, params=[Param("objective", "silhouette"), Param("mode", "max")])
+    client.log_text(parent, f"name: {sweep}\ntrials: {{figure_points: 120}}\n", "sweep.yaml")
+    run_ids, checkpoints = {}, {}
+    for i, (name, (config, silhouette)) in enumerate(TRIALS.items()):
+        tags = {MLFLOW_PARENT_RUN_ID: parent, "musicvae.sweep": sweep, "musicvae.role": "trial", "ray.trial_id": name.rsplit("-", 1)[-1]}
+        run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        metrics = {"silhouette": silhouette, "ari": 0.1 * i, "nmi": 0.1, "largest_cluster": 0.4, "trial_seconds": 1.0}
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in config.items()], metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
+        artifacts = root / sweep / name / "artifacts"
+        artifacts.mkdir(parents=True)
+        embedding_table(i).to_parquet(artifacts / "embedding.parquet", index=False)
+        client.log_artifacts(run_id, str(artifacts))
+        client.set_terminated(run_id, "FINISHED")
+        run_ids[name], checkpoints[name] = run_id, Checkpoint.from_directory(str(artifacts.parent))
+    client.set_terminated(parent, "FINISHED")
+    return parent, run_ids, checkpoints
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[str, MlflowClient, str]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    return uri, client, client.create_experiment(EXPERIMENT, artifact_location=str(tmp_path / "artifacts"))
+
+
+def logged(client: MlflowClient, run_id: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "figures")}
+
+
+def selection(winner: str, oracle: str) -> Selection:
+    scores = pd.DataFrame({"method": [WINNER, ORACLE, "pca + kmeans"], "ari": [0.1, 0.1, 0.1]})
+    scores.loc[scores["method"] == oracle, "ari"] = 0.5
+    return Selection(scores, "combined", winner, {"combined": winner}, True, 0.3, 1, 60)
+
+
+def test_after_the_sweep_the_selected_and_the_oracle_trial_get_their_projection_and_no_other(store, tmp_path) -> None:
+    uri, client, experiment_id = store
+    parent, run_ids, checkpoints = write_sweep(client, experiment_id, "pick", tmp_path)
+    records = [TrialRecord(name, "OK", config, {"silhouette": s, "trial_seconds": 1.0}) for name, (config, s) in TRIALS.items()]
+    table = trial_table(records, "silhouette", "max")
+    assert set(table["method"]) == {WINNER, ORACLE, "pca + kmeans"}
+    sweep = ParentRun(client, experiment_id, parent, uri)
+    trials, cache = TrialsConfig(figure_points=100), tmp_path / "cache" / "projections"
+
+    drawn = project_selected(sweep, table, selection(WINNER, ORACLE), checkpoints, trials, cache)
+    # The winner's lowest-seed trial (the one the report's explorer shows) and the oracle's; nothing else.
+    assert drawn == ["vae-kmeans-a0000002", "vae-kmeans-a0000003"]
+    for name, run_id in run_ids.items():
+        assert (PROJECTION_FILES <= logged(client, run_id)) == (name in drawn), name
+    projection = pd.read_parquet(client.download_artifacts(run_ids["vae-kmeans-a0000002"], "projection.parquet", str(tmp_path)))
+    assert len(projection) == 100 and {"track_id", "umap_x", "umap_y", "tsne_x", "tsne_y"} <= set(projection.columns)
+    assert len(list(cache.glob("*.npy"))) == 4  # UMAP and t-SNE of two embeddings, in the sweep's projection cache
+
+    # The oracle is the winner: one trial, drawn once. Asked for none: nothing.
+    assert project_selected(sweep, table, selection(WINNER, WINNER), checkpoints, trials, cache) == ["vae-kmeans-a0000002"]
+    assert project_selected(sweep, table, selection(WINNER, ORACLE), checkpoints, TrialsConfig(after_sweep_projections=False), cache) == []
+
+
+def test_report_figures_draws_a_trials_projection_into_its_own_run(store, tmp_path, capsys) -> None:
+    uri, client, experiment_id = store
+    _, run_ids, _ = write_sweep(client, experiment_id, "pick", tmp_path)
+    _, other_sweep, _ = write_sweep(client, experiment_id, "other", tmp_path)
+    base = ["report", "pick", "--tracking-uri", uri, "--experiment", EXPERIMENT, "--out", str(tmp_path / "reports")]
+    best, pca = run_ids["vae-kmeans-a0000002"], run_ids["pca-kmeans-a0000004"]
+    assert not any(PROJECTION_FILES & logged(client, run_id) for run_id in run_ids.values())
+
+    assert main([*base, "--figures", best, "pca-kmeans-a0000004"]) == 0  # a run id, and a trial name as trials.csv lists it
+    for name, run_id in run_ids.items():
+        assert (PROJECTION_FILES <= logged(client, run_id)) == (run_id in (best, pca)), name
+    projection = pd.read_parquet(client.download_artifacts(best, "projection.parquet", str(tmp_path)))
+    assert len(projection) == 120  # of 150 tracks: the sweep file's trials.figure_points
+    # The report's explorer (the best method by the objective, its lowest seed: this trial) reads the projection just drawn.
+    page = (tmp_path / "reports" / "pick" / "report.html").read_text()
+    assert "vae-kmeans-a0000002" in page and "computed umap" not in page
+    capsys.readouterr()
+
+    # A run that is not a trial of this sweep (another sweep's, or no run at all) is named, and nothing is drawn.
+    for bad in (other_sweep["vae-kmeans-a0000003"], "0123456789abcdef"):
+        assert main([*base, "--figures", run_ids["vae-kmeans-a0000003"], bad]) == 1
+        error = capsys.readouterr().err
+        assert f"--figures {bad}: not a trial of sweep 'pick'" in error, error
+    assert not PROJECTION_FILES & logged(client, run_ids["vae-kmeans-a0000003"])
