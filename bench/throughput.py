@@ -17,8 +17,9 @@ Sections (--sections, all by default):
                   checkpoint snapshot every trials.checkpoint_every epochs and at the last.
                   The on_epoch callback does nothing: Tune's report and the checkpoint's
                   file are the sweep's costs, measured by bench/sweep_overhead.py.
-            and, for reference, (a) with fused Adam, the optimizer train_model uses, so
-            the table shows what the optimizer buys and what the loop costs. Prints one
+            and, for reference, (a) with fused Adam (faster on CPU, but it rounds
+            differently, so train_model keeps torch's default: see its comment), so
+            the table shows what the optimizer would buy and what the loop costs. Prints one
             table, then ``per-step ratio: <model> <b/a>`` per model (goal: at most 1.5).
 
 A section is a function in SECTIONS taking the parsed arguments, so more fit beside
