@@ -22,8 +22,20 @@ Sections (--sections, all by default):
             the table shows what the optimizer would buy and what the loop costs. Prints one
             table, then ``per-step ratio: <model> <b/a>`` per model (goal: at most 1.5).
 
-A section is a function in SECTIONS taking the parsed arguments, so more fit beside
-per-step (next: "one trial per seed" against "seeds trained together" on a sweep grid).
+  sweep     sweeps/hard.yaml run whole (musicvae.sweep.run_sweep: features, 99 trials, selection,
+            figures) by two trees in one run of this script: (a) --baseline, a git revision
+            checked out into a temporary worktree (default f774389: before trials that only
+            cluster differently shared one trained model), (b) this tree. Each arm runs in its
+            own process (PYTHONPATH = its tree, so Ray's workers import that tree too), one after
+            the other, with private storage, tracking store and cache (a cold cache: the text
+            embeddings and features are computed in both). Prints each arm's wall time, trials
+            per minute and where the time went (musicvae's own steps, wrapped for the run: the
+            features, the trials, the selection, the figures after the sweep), the ratio b / a
+            (goal: at most 0.5) and the largest difference between the arms' per-method means of
+            ARI, NMI and silhouette, with how many methods differ by more than their seed spread.
+            About 15 minutes on 2 cores; needs ../shared/data (the FMA table). Not run by default.
+
+A section is a function in SECTIONS taking the parsed arguments.
 
 Measurement. One thread by default, as a sweep trial runs (cpus_per_trial = 1, so
 torch.set_num_threads(1)); --threads N for more. Each run trains a fresh model for
@@ -36,7 +48,8 @@ time at a load of 9 on 2 cores) while its CPU time stays the work itself. With
 --threads > 1 CPU time sums the threads, their spin-waits included: use --clock wall on
 an idle machine. The load average is printed before and after.
 
-    python bench/throughput.py                          # every section and model, single thread (minutes: the Conv-VAE's ~0.1 s steps)
+    python bench/throughput.py                          # per-step, every model, single thread (minutes: the Conv-VAE's ~0.1 s steps)
+    python bench/throughput.py --sections sweep         # the hard sweep, f774389 against this tree
     python bench/throughput.py --models vae --repeats 9
     python bench/throughput.py --threads 2 --clock wall
 """
@@ -182,12 +195,59 @@ def per_step(args: argparse.Namespace) -> None:
         print(f"per-step ratio: {name} {m['train_model'][clock] / m['floor'][clock]:.2f} ({args.clock} time; goal: at most {GOAL})")
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"per-step": per_step}
+# ------------------------------------------------------------------- sweep
+
+SWEEP_METRICS = ("ari", "nmi", "silhouette")
+FMA_TABLE = Path(os.environ.get("MUSICVAE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "fma5_seed_mfcc40.csv"
+
+
+def sweep_section(args: argparse.Namespace) -> None:
+    import json
+    import subprocess
+    import tempfile
+
+    import pandas as pd
+
+    if not FMA_TABLE.exists():
+        raise SystemExit(f"the sweep section needs the FMA table at {FMA_TABLE} (../shared/data, or MUSICVAE_SHARED_DATA)")
+    scratch = Path(tempfile.mkdtemp(prefix="throughput-arms-"))
+    baseline = scratch / "baseline"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline], check=True, capture_output=True)
+    arms = {f"(a) {args.baseline}": baseline, "(b) this tree": ROOT}
+    results = {}
+    try:
+        for label, tree in arms.items():
+            out = scratch / label.split()[0].strip("()")
+            print(f"  {label}: running sweeps/hard.yaml (load average {os.getloadavg()[0]:.2f})", flush=True)
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            arm = [sys.executable, str(Path(__file__).with_name("sweep_arm.py")), str(tree), str(FMA_TABLE), str(out)]
+            subprocess.run(arm, env=env, check=True, stdout=subprocess.DEVNULL)
+            results[label] = (json.loads((out / "timing.json").read_text()), pd.read_csv(out / "methods.csv"))
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], capture_output=True)
+    names = ["features", "trials", "selection", "figures after"]
+    print(f"\n{'arm':<22}{'wall s':>8}{'trials/min':>12}" + "".join(f"{n:>15}" for n in names) + f"{'other':>8}")
+    for label, (timing, _) in results.items():
+        phases = timing["phases"]
+        other = phases["wall"] - sum(phases.get(n, 0.0) for n in names)
+        cells = "".join(f"{phases.get(n, 0.0):>15.1f}" for n in names)
+        print(f"{label:<22}{phases['wall']:>8.1f}{timing['trials'] / phases['wall'] * 60:>12.1f}{cells}{other:>8.1f}")
+    (timing_a, methods_a), (timing_b, methods_b) = results.values()
+    print(f"\nwall-time ratio b / a: {timing_b['phases']['wall'] / timing_a['phases']['wall']:.2f} (goal: at most 0.5)")
+    both = methods_a.merge(methods_b, on="method", suffixes=("_a", "_b"))
+    for metric in SWEEP_METRICS:
+        difference = (both[f"{metric}_mean_b"] - both[f"{metric}_mean_a"]).abs()
+        outside = int((difference > both[f"{metric}_std_a"].fillna(0.0) + 1e-12).sum())
+        print(f"largest |difference| of a method's mean {metric}: {difference.max():.2g}; {outside} of {len(both)} methods beyond (a)'s seed spread")
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"per-step": per_step, "sweep": sweep_section}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--sections", nargs="+", default=["per-step"], choices=SECTIONS)
+    parser.add_argument("--baseline", default="f774389", help="sweep: the git revision of arm (a)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--tracks", type=int, default=2996, help="tracks in the synthetic feature set (the hard task's FMA 5-genre set)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs a timed run trains")

@@ -18,6 +18,7 @@ tables, Ray's and Ray Data's log lines) instead of musicvae's progress bars.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -28,7 +29,7 @@ import yaml
 from musicvae import locations
 from musicvae.config import TrackingConfig, TrialsConfig
 from musicvae.console import quiet_libraries, set_verbose
-from musicvae.params import describe_space
+from musicvae.params import CLUSTERING_PARAMS, NEURAL_MODELS, describe_space
 from musicvae.sweep_file import SweepConfig, SweepFileError, load_sweep, parse_sweep
 
 DEFAULT_STORAGE = SweepConfig.model_fields["storage_path"].default
@@ -44,6 +45,24 @@ def after_sweep_figures(trials: TrialsConfig) -> str:
             "(a UMAP per model and β); any other trial's on demand: musicvae report NAME --figures RUN"
         )
     return "no projection (trials.after_sweep_projections: false); any trial's on demand: musicvae report NAME --figures RUN"
+
+
+def shared_training(cfg: SweepConfig) -> str:
+    """The plan's line on trained models: how many a grid trains, since trials that only cluster differently share one."""
+    if locations.is_uri(cfg.data.cache_dir):
+        return "each trial trains its own model (trained models are shared through a local cache_dir; this one is remote)"
+    rule = "trials that differ only in how they cluster share one trained model (musicvae.trained_models)"
+    points = [{**{k: v for k, v in cfg.space.items() if not isinstance(v, list)}, **p} for p in cfg.fixed_points]
+    neural = [p for p in points if p.get("model", "vae") in NEURAL_MODELS]
+    if cfg.search.sampler != "grid" or not neural:
+        return rule
+
+    def training(point: dict) -> str:  # VaDE's n_clusters sizes its prior: a training input for it
+        kept = {k: v for k, v in point.items() if k not in CLUSTERING_PARAMS or (k == "n_clusters" and point.get("model") == "vade")}
+        return json.dumps(kept, sort_keys=True, default=str)
+
+    distinct = {training(p) for p in neural}
+    return f"{len(distinct)} models for {len(neural)} neural trials: {rule}"
 
 
 def describe_plan(cfg: SweepConfig) -> str:
@@ -86,6 +105,7 @@ def describe_plan(cfg: SweepConfig) -> str:
         f"Budget: {cfg.num_samples} trials, at most {search.max_concurrent_trials} at a time"
         + (f", {search.time_budget_s:g} s in all" if search.time_budget_s else "")
         + f"; per trial {cfg.resources.cpus_per_trial:g} CPU, {cfg.resources.gpus_per_trial:g} GPU (device {cfg.resources.device})",
+        f"Training: {shared_training(cfg)}",
         f"Per trial: figures {', '.join(trials.figures) or 'none'}{'' if trials.per_trial_projections else ' (no UMAP/t-SNE)'}; "
         f"checkpoint every {trials.checkpoint_every} epochs; {trials.max_retries} restart(s) if its worker dies",
         f"After the trials: the metrics heatmap; {after_sweep_figures(trials)}",

@@ -28,6 +28,12 @@ VARIATIONAL_MODELS = ("vae", "conv_vae", "multimodal_vae", "vade")  # have a KL 
 K_CLUSTERERS = ("kmeans", "agglomerative", "gmm", "idec", "vade")  # the ones told how many clusters to make
 # Cluster the space they are given; idec refines the model's encoder and vade reads VaDE's own q(c|x) instead.
 SPACE_CLUSTERERS = ("kmeans", "agglomerative", "gmm", "dbscan", "hdbscan")
+# What a trial does with a trained embedding, not how the model is trained: trials that differ only in these
+# share one trained model (musicvae.trained_models). VaDE's mixture size is a training input there, not one of these.
+CLUSTERING_PARAMS = frozenset(
+    {"clusterer", "n_clusters", "linkage", "eps", "min_samples", "manifold", "manifold_dim", "manifold_neighbors", "manifold_min_dist", "group_weight"}
+    | {"idec_gamma", "idec_epochs", "idec_lr"}
+)
 
 
 class TrialParams(StrictModel):
@@ -84,10 +90,19 @@ class TrialParams(StrictModel):
 
 def trial_title(params: TrialParams) -> str:
     """A figure title that says what was run: 'vae β=4 latent 32 + kmeans, seed 1'."""
+    manifold = f" → UMAP {params.manifold_dim}" if params.manifold == "umap" else ""
+    return f"{_model_part(params)}{manifold} + {params.clusterer}, seed {params.seed}"
+
+
+def model_title(params: TrialParams) -> str:
+    """The title of a figure of the model alone (its latent analysis), the same for every clusterer: 'vae β=4 latent 32, seed 1'."""
+    return f"{_model_part(params)}, seed {params.seed}"
+
+
+def _model_part(params: TrialParams) -> str:
     beta = f" β={params.beta:.3g}" if params.model in VARIATIONAL_MODELS else ""
     latent = f" latent {params.latent_dim}" if params.model != "raw" else ""
-    manifold = f" → UMAP {params.manifold_dim}" if params.manifold == "umap" else ""
-    return f"{params.model}{beta}{latent}{manifold} + {params.clusterer}, seed {params.seed}"
+    return f"{params.model}{beta}{latent}"
 
 
 # When a parameter means something: a list of alternatives, each a set of

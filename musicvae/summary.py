@@ -22,7 +22,7 @@ from musicvae import projection, study_figures
 from musicvae.dataset import FeatureSet
 from musicvae.leaderboard import METRICS, degenerate_rows, method_name, without_idle_noise
 from musicvae.params import VARIATIONAL_MODELS, TrialParams
-from musicvae.trial_projection import cached_projection
+from musicvae.trial_projection import Projection, cached_projection, projection_sample, unprojected
 
 HEATMAP_COLUMNS = (*METRICS, "seconds")
 CURVE_METRICS = ("silhouette", "ari", "nmi")  # the β curves' panels
@@ -133,10 +133,18 @@ def _coordinates(artifacts: Path, max_points: int, seed: int, cache_dir: Path | 
         method = next(m for m in projection.PROJECTIONS if f"{m}_x" in table)
         coords = pd.DataFrame({"track_id": table["track_id"], "x": table[f"{method}_x"], "y": table[f"{method}_y"]})
     else:
-        rows = fig.sample_rows(len(embedding), max_points, seed)
-        xy = cached_projection(embedding.filter(regex=r"^z\d+$").to_numpy(np.float32)[rows], "umap", seed, cache_dir)
-        coords = pd.DataFrame({"track_id": embedding["track_id"].to_numpy()[rows], "x": xy[:, 0], "y": xy[:, 1]})
+        sample, z = projection_sample(embedding, max_points, seed)
+        xy = cached_projection(z, "umap", seed, cache_dir)
+        coords = pd.DataFrame({"track_id": sample["track_id"].to_numpy(), "x": xy[:, 0], "y": xy[:, 1]})
     return coords.merge(embedding[["track_id", "cluster"]], on="track_id", how="left")
+
+
+def beta_grid_projections(table: pd.DataFrame, methods: pd.DataFrame, checkpoints: dict[str, Any], max_points: int) -> list[Projection]:
+    """The UMAPs :func:`beta_grid` will run (its panels' trials that saved none), so the sweep can compute them ahead, in parallel."""
+    chosen = [row for row in _panel_trials(table, methods) if row["trial"] in checkpoints]
+    if len({row["beta"] for row in chosen}) < 2:
+        return []
+    return [(projection_sample(embedding, max_points, int(row["seed"]))[1], "umap", int(row["seed"])) for row, embedding in unprojected(chosen, checkpoints)]
 
 
 def beta_grid(

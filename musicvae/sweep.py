@@ -12,8 +12,10 @@ Flow of :func:`run_sweep`::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -156,15 +158,19 @@ def projection_cache(cfg: SweepConfig) -> str | None:
     return None if locations.is_uri(cfg.data.cache_dir) else locations.absolute(cfg.data.cache_dir)
 
 
-def build_trainable(cfg: SweepConfig, data: FeatureSet) -> Any:
+def models_store(cfg: SweepConfig, run_name: str) -> str | None:
+    """Where one sweep run keeps the models its trials share (musicvae.trained_models): under the local cache_dir, per run."""
+    return None if (root := projection_cache(cfg)) is None else str(Path(root) / "trained" / run_name)
+
+
+def build_trainable(cfg: SweepConfig, data: FeatureSet, run_name: str) -> Any:
     from ray import tune
 
     resources = cfg.resources
+    options = {"trials": cfg.trials, "resources": resources, "cache_dir": projection_cache(cfg), "selection": cfg.selection}
     return tune.with_resources(
         # The data goes to the object store once; every trial reads it from there.
-        tune.with_parameters(
-            trainable.tune_trainable, data=data, trials=cfg.trials, resources=resources, cache_dir=projection_cache(cfg), selection=cfg.selection
-        ),
+        tune.with_parameters(trainable.tune_trainable, data=data, models_dir=models_store(cfg, run_name), **options),
         # A fractional GPU (e.g. 0.25) packs several small models on one GPU.
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
@@ -190,9 +196,10 @@ def _tune_environment() -> None:
 def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: str | None = None) -> Any:
     from ray import tune
 
+    run_name = run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     _tune_environment()
     return tune.Tuner(
-        build_trainable(cfg, data),
+        build_trainable(cfg, data, run_name),
         tune_config=tune.TuneConfig(
             search_alg=optuna_search(cfg.space, cfg.search, cfg.fixed_points),
             scheduler=build_scheduler(cfg),
@@ -206,7 +213,7 @@ def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: s
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            name=run_name,
             storage_path=locations.storage_root(cfg.storage_path),
             callbacks=callbacks,
             # Restarts of a trial whose worker died; the trial's own errors are results (tune_trainable).
@@ -276,6 +283,29 @@ def select_sweep(cfg: SweepConfig, table: pd.DataFrame, checkpoints: dict[str, A
     return select_methods(table, clusters, embeddings, data.features, cfg.selection, cfg.search.primary, cfg.search.resolved_mode)
 
 
+def project_ahead(jobs: list[Any], cache_dir: Path | None) -> None:
+    """The UMAPs and t-SNEs the figures after the sweep will draw, computed side by side as Ray tasks (a CPU each), into the projection cache.
+
+    One after another in the driver they took 90 s of sweeps/hard.yaml's 560
+    (ten UMAPs and two t-SNEs of 3000 tracks, after UMAP's 26 s of numba
+    compilation). ``jobs`` are :data:`musicvae.trial_projection.Projection`s;
+    the coordinates come back here and the driver stores them, because a task
+    may have run on another node. No cache (a remote cache_dir): the figures compute their own.
+    """
+    import ray
+
+    from musicvae.projection import project
+    from musicvae.trial_projection import store_projection
+
+    if cache_dir is None or not jobs:
+        return
+    unique = {(hashlib.blake2b(z.tobytes(), digest_size=16).hexdigest(), method, seed): (z, method, seed) for z, method, seed in jobs}
+    task = ray.remote(num_cpus=1)(project)
+    coordinates = ray.get([task.remote(z, method, seed=seed) for z, method, seed in unique.values()])
+    for job, coords in zip(unique.values(), coordinates):
+        store_projection(job, coords, cache_dir)
+
+
 def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = None, address: str | None = None) -> SweepOutcome:
     """Run the whole sweep, or (``resume``: a run path from :func:`find_run`) continue an interrupted one.
 
@@ -287,9 +317,8 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
     import ray
     from ray import tune
 
-    from musicvae import tracking, trial_projection, trial_tracking
+    from musicvae import summary, tracking, trial_projection, trial_tracking
     from musicvae.progress import SweepProgress
-    from musicvae.summary import sweep_figures
 
     start = time.perf_counter()
     sweep_yaml = sweep_yaml or yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
@@ -306,7 +335,7 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
         try:
             if resume:
                 _tune_environment()
-                tuner = tune.Tuner.restore(resume, build_trainable(cfg, data), resume_unfinished=True, resume_errored=True)
+                tuner = tune.Tuner.restore(resume, build_trainable(cfg, data, run_name), resume_unfinished=True, resume_errored=True)
                 run_path = resume
                 known = {tracking.trial_id_of(Path(r.path).name) for r in tuner.get_results() if r.path}
                 forgotten = tracking.remove_forgotten_children(client, parent.experiment_id, parent.run_id, known)
@@ -329,7 +358,7 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
                 f"musicvae sweep --resume {run_name} --storage {locations.storage_root(cfg.storage_path)}",
                 flush=True,
             )
-            results = fit_settled(tuner, run_path, build_trainable(cfg, data), cfg.trials.max_retries)
+            results = fit_settled(tuner, run_path, build_trainable(cfg, data, run_name), cfg.trials.max_retries)
             metric, mode = cfg.search.primary, cfg.search.resolved_mode
             table = leaderboard(results, metric, mode)
             methods = method_table(table, metric, mode)
@@ -349,11 +378,16 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
             tracking.log_summary(client, parent.run_id, {**parent_run.summary_metrics(table, methods), **parent_run.selection_metrics(selection)}, texts)
             tracking.tag_selection(client, parent.run_id, selection, cfg.description)
             projections = Path(root) / "projections" if (root := projection_cache(cfg)) else None  # the trials' own cache
+            ahead = trial_projection.selected_projections(table, selection, checkpoints, cfg.trials)
+            ahead += summary.beta_grid_projections(table, methods, checkpoints, cfg.trials.figure_points) if cfg.trials.beta_grid else []
+            project_ahead(ahead, projections)
             trial_projection.project_selected(parent, table, selection, checkpoints, cfg.trials, projections)  # the trials the report shows
             with tempfile.TemporaryDirectory() as figures:
-                sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points, cfg.trials.beta_grid, projections)
+                summary.sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points, cfg.trials.beta_grid, projections)
                 client.log_artifacts(parent.run_id, figures, "figures")
             prune_checkpoints(results)
+            if store := models_store(cfg, run_name):
+                shutil.rmtree(store, ignore_errors=True)  # every trial has its model in its checkpoint and its MLflow run
             status = "FINISHED"
         finally:
             tracking.close_unfinished_children(client, parent.experiment_id, parent.run_id)

@@ -7,8 +7,11 @@ benchmarked on its own; :mod:`musicvae.sweep` wraps it for Tune.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from musicvae import trained_models
 from musicvae.clustering import Clustering, cluster, resample_stability
 from musicvae.config import SelectionConfig, TrialsConfig
 from musicvae.dataset import FeatureSet
@@ -31,7 +35,7 @@ from musicvae.metrics import DEGENERATE_SHARE, all_metrics, input_metrics, sampl
 from musicvae.models import build_model
 from musicvae.models.pca import pca_embedding
 from musicvae.models.vade import VaDE
-from musicvae.params import K_CLUSTERERS, TrialParams, trial_title
+from musicvae.params import K_CLUSTERERS, TrialParams, model_title, trial_title
 from musicvae.training import EpochStats, TrainingState, encode, pick_device, seed_everything, train_model
 from musicvae.trial_projection import save_projection
 
@@ -84,6 +88,7 @@ class Embedded:
     logvar: np.ndarray | None = field(default=None, repr=False)
     history: list[EpochStats] = field(default_factory=list, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
+    shared: bool = False  # read from the sweep's trained models (:mod:`musicvae.trained_models`), not trained by this trial
 
 
 def embed(
@@ -94,8 +99,15 @@ def embed(
     device: str = "auto",
     resume: TrainingState | None = None,
     checkpoint_every: int = 0,
+    models_dir: Path | None = None,
 ) -> Embedded:
-    """The representation: the features themselves, PCA, or a trained model's posterior means."""
+    """The representation: the features themselves, PCA, or a trained model's posterior means.
+
+    With ``models_dir`` a neural model is trained once for all the trials that
+    cluster it differently (:mod:`musicvae.trained_models`): one found there is
+    loaded, and its epochs are replayed to ``on_epoch`` so a scheduler sees the
+    same curve; one trained here is stored there.
+    """
     seed_everything(params.seed)
     start = time.perf_counter()
     metrics: dict[str, float] = {}
@@ -106,7 +118,14 @@ def embed(
         return Embedded(embedding, {**metrics, "fit_seconds": time.perf_counter() - start})
     torch_device = pick_device(device)
     inputs = model_inputs(params, data)
-    model = build_model(params, inputs, n_components=params.n_clusters or data.n_labels)
+    n_components = params.n_clusters or data.n_labels
+    model = build_model(params, inputs, n_components=n_components)
+    key = trained_models.model_key(params, inputs, n_components, torch_device) if models_dir is not None else ""
+    if (stored := trained_models.load(models_dir, key)) is not None:
+        model.load_state_dict(stored.state)
+        for stats in stored.history if on_epoch is not None else ():
+            on_epoch(stats, None)
+        return Embedded(stored.embedding, stored.metrics, stored.logvar, stored.history, model.to(torch_device), shared=True)
     history = train_model(
         model,
         inputs,
@@ -126,6 +145,8 @@ def embed(
     embedding, logvar = encode(model, inputs, torch_device)
     last = history[-1]
     metrics.update(val_loss=last.val_loss, reconstruction=last.reconstruction, kl=last.kl, fit_seconds=time.perf_counter() - start)
+    state = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
+    trained_models.save(models_dir, key, trained_models.TrainedModel(state, embedding, logvar, history, metrics))
     return Embedded(embedding, metrics, logvar, history, model)
 
 
@@ -181,7 +202,7 @@ def evaluate(
     metrics.update(embedding_dim=float(embedding.shape[1]), trial_seconds=metrics["fit_seconds"] + metrics["space_seconds"] + metrics["cluster_seconds"])
     if n_clusters is not None:
         metrics["n_clusters"] = float(n_clusters)
-    notes = {**scores.notes, **comparable.notes}
+    notes = {**scores.notes, **comparable.notes, **({"fit_seconds": trained_models.SHARED_NOTE} if embedded.shared else {})}
     return TrialResult(metrics, notes, embedding, clustering.labels, latents, embedded.history, embedded.model)
 
 
@@ -259,9 +280,8 @@ def run_and_save(
     manifolds, projections = (cache_dir / "manifolds", cache_dir / "projections") if cache_dir else (None, None)
     options = {"checkpoint_every": trials.checkpoint_every, **training}
     result = run_trial(params, data, silhouette_sample=trials.silhouette_sample, selection=selection, cache_dir=manifolds, **options)
-    timing = write_artifacts(
-        result, data, directory, figures=trials.figures, figure_points=trials.figure_points, seed=params.seed, title=trial_title(params), cache_dir=projections
-    )
+    drawing = {"figures": trials.figures, "figure_points": trials.figure_points, "seed": params.seed, "cache_dir": projections}
+    timing = write_artifacts(result, data, directory, title=trial_title(params), model_title=model_title(params), **drawing)
     return result, timing
 
 
@@ -294,6 +314,7 @@ def write_artifacts(
     figure_points: int = 3000,
     seed: int = 0,
     title: str = "",
+    model_title: str = "",
     cache_dir: Path | None = None,
 ) -> dict[str, float]:
     """What a trial leaves for MLflow: embedding (Parquet), latent analysis (JSON), figures (PNG), the model.
@@ -301,10 +322,11 @@ def write_artifacts(
     UMAP/t-SNE only where ``figures`` lists them (:mod:`musicvae.trial_projection`:
     by default the sweep draws them afterwards for the trials it shows); their
     coordinates are saved too (``projection.parquet``), so sweep-level figures
-    such as the β grid reuse them instead of running UMAP again.
+    such as the β grid reuse them instead of running UMAP again. The latent
+    analysis is of the model, titled ``model_title``: drawn once per model and
+    seed in ``cache_dir`` and copied for its other clusterers.
     Returns the seconds spent, to be reported apart from the trial's own time.
     """
-    from musicvae import figures as fig
     from musicvae.projection import PROJECTIONS
 
     start = time.perf_counter()
@@ -325,5 +347,24 @@ def write_artifacts(
         options = {"methods": methods, "label_names": data.label_names, "cache_dir": cache_dir}
         save_projection(table, directory, figure_points=figure_points, seed=seed, title=title, **options)
     if "disentanglement" in figures:
-        fig.save_figure(fig.disentanglement_figure(result.latents, title=title), directory / "figures" / "latents.png")
+        save_latents_figure(result.latents, directory / "figures" / "latents.png", model_title or title, cache_dir)
     return {"artifact_seconds": time.perf_counter() - start}
+
+
+def save_latents_figure(latents: DisentanglementReport, path: Path, title: str, cache_dir: Path | None) -> None:
+    """The latent analysis figure at ``path``: drawn once per distinct analysis and title in ``cache_dir``, copied from there after.
+
+    Drawing it takes longer than clustering (about 1.5 s of matplotlib layout),
+    and every clusterer of one model and seed has the same analysis.
+    """
+    from musicvae import figures as fig
+
+    if cache_dir is None:
+        fig.save_figure(fig.disentanglement_figure(latents, title=title), path)
+        return
+    key = hashlib.blake2b(json.dumps([latents.to_dict(), title], sort_keys=True).encode(), digest_size=16).hexdigest()
+    cached = cache_dir / f"latents-{key}.png"
+    if not cached.exists():
+        drawn = fig.save_figure(fig.disentanglement_figure(latents, title=title), cache_dir / f"latents-{key}.{os.getpid()}.part.png")
+        os.replace(drawn, cached)  # whole or absent, for a trial drawing the same figure beside this one
+    shutil.copyfile(cached, path)

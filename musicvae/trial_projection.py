@@ -41,6 +41,21 @@ if TYPE_CHECKING:
     from musicvae.selection import Selection
 
 
+Projection = tuple[np.ndarray, str, int]  # what to project: (the sampled latents, the method, the seed)
+
+
+def projection_sample(embedding: pd.DataFrame, figure_points: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The seeded sample of a trial's embedding table that its projections are drawn on: its rows, and their latents."""
+    sample = embedding.iloc[fig.sample_rows(len(embedding), figure_points, seed)]
+    return sample, sample.filter(regex=r"^z\d+$").to_numpy(np.float32)
+
+
+def store_projection(job: Projection, coords: np.ndarray, cache_dir: Path | None) -> None:
+    """Put coordinates computed elsewhere (a Ray task, see musicvae.sweep) into the cache, where :func:`cached_projection` finds them."""
+    embedding, method, seed = job
+    cached_array(cache_dir, embedding, f"{method}{seed}", lambda: coords)
+
+
 def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: Path | None) -> np.ndarray:
     """UMAP/t-SNE coordinates, computed once per distinct embedding.
 
@@ -74,8 +89,7 @@ def save_projection(
     Genres are coded by ``label_names``, by default the sorted names (as the
     data's own labels are coded), so each genre keeps its colour.
     """
-    sample = embedding.iloc[fig.sample_rows(len(embedding), figure_points, seed)]
-    z = sample.filter(regex=r"^z\d+$").to_numpy(np.float32)
+    sample, z = projection_sample(embedding, figure_points, seed)
     coords = {m: cached_projection(z, m, seed, cache_dir) for m in methods}
     labels, names = None, []
     if "genre" in sample:
@@ -110,6 +124,30 @@ def selected_trials(table: pd.DataFrame, selection: Selection) -> list[pd.Series
     return list({row["trial"]: row for row in rows}.values())
 
 
+def unprojected(rows: list[pd.Series], checkpoints: dict[str, Any]) -> list[tuple[pd.Series, pd.DataFrame]]:
+    """Of ``rows``, the trials with a checkpoint and no projection of their own, with their embedding tables."""
+    found = []
+    for row in rows:
+        if (checkpoint := checkpoints.get(row["trial"])) is None:
+            continue
+        with checkpoint.as_directory() as directory:
+            artifacts = Path(directory) / "artifacts"
+            if not (artifacts / "projection.parquet").exists():
+                found.append((row, pd.read_parquet(artifacts / "embedding.parquet")))
+    return found
+
+
+def selected_projections(table: pd.DataFrame, selection: Selection, checkpoints: dict[str, Any], trials: TrialsConfig) -> list[Projection]:
+    """What :func:`project_selected` will project, so the sweep can compute it ahead, in parallel."""
+    if not trials.after_sweep_projections:
+        return []
+    jobs = []
+    for row, embedding in unprojected(selected_trials(table, selection), checkpoints):
+        z = projection_sample(embedding, trials.figure_points, int(row["seed"]))[1]
+        jobs += [(z, method, int(row["seed"])) for method in PROJECTIONS]
+    return jobs
+
+
 def project_selected(
     parent: ParentRun, table: pd.DataFrame, selection: Selection, checkpoints: dict[str, Any], trials: TrialsConfig, cache_dir: Path | None
 ) -> list[str]:
@@ -124,18 +162,10 @@ def project_selected(
         return []
     run_ids = tracking.trial_run_ids(parent.client, parent.experiment_id, parent.run_id)
     drawn = []
-    for row in selected_trials(table, selection):
-        name, checkpoint = row["trial"], checkpoints.get(row["trial"])
-        run_id = run_ids.get(tracking.trial_id_of(name))
-        if checkpoint is None or run_id is None:
-            continue
-        with checkpoint.as_directory() as directory:
-            artifacts = Path(directory) / "artifacts"
-            if (artifacts / "projection.parquet").exists():
-                continue
-            embedding = pd.read_parquet(artifacts / "embedding.parquet")
-        _project_into_run(parent.client, run_id, embedding, row, trials.figure_points, cache_dir)
-        drawn.append(name)
+    for row, embedding in unprojected(selected_trials(table, selection), checkpoints):
+        if (run_id := run_ids.get(tracking.trial_id_of(row["trial"]))) is not None:
+            _project_into_run(parent.client, run_id, embedding, row, trials.figure_points, cache_dir)
+            drawn.append(row["trial"])
     return drawn
 
 

@@ -197,6 +197,16 @@ def test_the_multimodal_elbo_adds_each_expert_alone() -> None:
     assert torch.allclose(terms.loss, sum(expected))
     assert torch.allclose(terms.reconstruction + 2.0 * terms.kl, expected[0])  # what is reported is the joint ELBO
 
+    def floored(b: dict) -> torch.Tensor:  # free bits: each part's own per-dimension batch mean, floored
+        part = net(b)
+        return net.reconstruction(b, part).mean() + 2.0 * kl_divergence(part.mu, part.logvar).mean(0).clamp_min(1.0).sum()
+
+    torch.manual_seed(3)
+    with_free_bits = elbo(net, batch, beta=2.0, free_bits=1.0)
+    torch.manual_seed(3)
+    assert torch.allclose(with_free_bits.loss, sum(floored(b) for b in (batch, audio_only, text_only)))
+    assert torch.allclose(with_free_bits.kl, terms.kl)  # the reported KL is the true one
+
 
 # --------------------------------------------------- determinism and resume
 

@@ -178,6 +178,7 @@ def test_quickstart_demo_runs_from_the_cli(tmp_path: Path) -> None:
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 10 and all(r.info.status == "FINISHED" for r in children)
+    assert not list((tmp_path / ".musicvae" / "cache" / "trained").glob("*/*"))  # the sweep's shared models are deleted when it ends
 
 
 class KillOnce(tune.Callback):
@@ -255,6 +256,7 @@ def test_no_checkpoint_is_deleted_while_the_sweep_runs_and_only_the_last_is_kept
             "name": "keep",
             "space": {"model": "vae", "latent_dim": 2, "epochs": 12, "clusterer": "kmeans"},
             "search": {"sampler": "grid", "max_concurrent_trials": 1},
+            "data": {"cache_dir": str(tmp_path / "cache")},  # its own store of trained models: a hit would skip the checkpoints counted
             "trials": {"figures": [], "checkpoint_every": 2},
             "storage_path": str(tmp_path / "ray_results"),
         }
@@ -271,3 +273,48 @@ def test_no_checkpoint_is_deleted_while_the_sweep_runs_and_only_the_last_is_kept
     assert prune_checkpoints(results) == 6
     assert [p.name for p in trial_folder.glob("checkpoint_*")] == [Path(results[0].checkpoint.path).name]
     assert (Path(results[0].checkpoint.path) / "artifacts" / "embedding.parquet").exists()
+
+
+class FinalResults(tune.Callback):
+    """Every trial's per-epoch results and its last one."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[str, int] = {}
+        self.last: dict[str, dict] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self.epochs[trial.config["clusterer"]] = self.epochs.get(trial.config["clusterer"], 0) + ("epoch" in result and "trial_seconds" not in result)
+        self.last[trial.config["clusterer"]] = result
+
+
+@pytest.mark.slow
+def test_trials_that_cluster_one_model_differently_train_it_once(tmp_path: Path) -> None:
+    """The grid's three clusterers of one model and seed: the first trains it, the other two read it (musicvae.trained_models)."""
+    from musicvae.sweep import build_tuner, models_store
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 30)
+    x = (rng.normal(0, 1, (90, 6)) + labels[:, None] * 2).astype(np.float32)
+    ids = [str(i) for i in range(90)]
+    data = FeatureSet(ids, x, [f"f{i}" for i in range(6)], labels, ["a", "b", "c"], pd.DataFrame({"track_id": ids}))
+    cfg = parse_sweep(
+        {
+            "name": "share",
+            "data": {"cache_dir": str(tmp_path / "cache")},
+            "space": {"model": "vae", "latent_dim": 2, "epochs": 6, "clusterer": ["kmeans", "agglomerative", "dbscan"]},
+            "search": {"sampler": "grid", "max_concurrent_trials": 1},  # one after another: the first trains, the others find it
+            "trials": {"figures": []},
+            "storage_path": str(tmp_path / "ray_results"),
+        }
+    )
+    results = FinalResults()
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        build_tuner(cfg, data, [results], "share").fit()
+    finally:
+        ray.shutdown()
+    assert len(list(Path(models_store(cfg, "share")).glob("*.pt"))) == 1
+    shared = {c for c, result in results.last.items() if "fit_seconds" in result["notes"]}
+    assert shared == {"agglomerative", "dbscan"}  # the grid's order: kmeans first
+    assert len({result["val_loss"] for result in results.last.values()}) == 1  # one model
+    assert results.epochs == {"kmeans": 6, "agglomerative": 6, "dbscan": 6}  # a shared model's epochs are replayed to Tune

@@ -54,8 +54,26 @@ def test_a_trial_draws_no_projection_by_default(tmp_path) -> None:
     x, labels = blobs()
     data = feature_set(x, labels)
     run_and_save(TrialParams(model="pca", latent_dim=4), data, tmp_path, TrialsConfig(), cache_dir=tmp_path / "cache")
-    assert not (tmp_path / "projection.parquet").exists() and not (tmp_path / "cache").exists()
+    assert not (tmp_path / "projection.parquet").exists() and not list((tmp_path / "cache").rglob("*.npy"))
     assert [p.name for p in (tmp_path / "figures").iterdir()] == ["latents.png"]
+
+
+def test_the_latent_analysis_is_drawn_once_per_model_and_seed(tmp_path, monkeypatch) -> None:
+    """It is the model's, the same for every clusterer: drawn once, titled without the clusterer, copied for the others."""
+    from musicvae import figures
+
+    titles = []
+    draw = figures.disentanglement_figure
+    monkeypatch.setattr(figures, "disentanglement_figure", lambda latents, title="": titles.append(title) or draw(latents, title=title))
+    x, labels = blobs()
+    data = feature_set(x, labels)
+    for clusterer in ("kmeans", "agglomerative", "dbscan"):
+        run_and_save(TrialParams(model="pca", latent_dim=4, clusterer=clusterer), data, tmp_path / clusterer, TrialsConfig(), cache_dir=tmp_path / "cache")
+    assert titles == ["pca latent 4, seed 0"]
+    pictures = {(tmp_path / c / "figures" / "latents.png").read_bytes() for c in ("kmeans", "agglomerative", "dbscan")}
+    assert len(pictures) == 1
+    run_and_save(TrialParams(model="pca", latent_dim=4, seed=1), data, tmp_path / "seed1", TrialsConfig(), cache_dir=tmp_path / "cache")
+    assert titles == ["pca latent 4, seed 0", "pca latent 4, seed 1"]  # another seed, another model
 
 
 def test_the_projection_drawn_later_from_the_embedding_is_the_one_the_trial_would_draw(tmp_path) -> None:

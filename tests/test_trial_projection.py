@@ -23,7 +23,7 @@ from musicvae.config import TrialsConfig
 from musicvae.leaderboard import TrialRecord, trial_table
 from musicvae.parent_run import ParentRun
 from musicvae.selection import Selection
-from musicvae.trial_projection import project_selected
+from musicvae.trial_projection import cached_projection, project_selected
 
 EXPERIMENT = "projections"
 PROJECTION_FILES = {"projection.parquet", "figures/projection.png"}
@@ -132,3 +132,37 @@ def test_report_figures_draws_a_trials_projection_into_its_own_run(store, tmp_pa
         error = capsys.readouterr().err
         assert f"--figures {bad}: not a trial of sweep 'pick'" in error, error
     assert not PROJECTION_FILES & logged(client, run_ids["vae-kmeans-a0000003"])
+
+
+@pytest.mark.slow
+def test_projections_computed_ahead_in_ray_tasks_are_the_ones_the_driver_draws(store, tmp_path, local_ray, monkeypatch) -> None:
+    """The sweep computes the after-sweep projections side by side in Ray tasks; the figures then find every one in the cache."""
+    from musicvae import projection
+    from musicvae.sweep import project_ahead
+    from musicvae.trial_projection import selected_projections
+
+    uri, client, experiment_id = store
+    parent, run_ids, checkpoints = write_sweep(client, experiment_id, "ahead", tmp_path)
+    records = [TrialRecord(name, "OK", config, {"silhouette": s, "trial_seconds": 1.0}) for name, (config, s) in TRIALS.items()]
+    table = trial_table(records, "silhouette", "max")
+    trials, ahead, serial = TrialsConfig(figure_points=100), tmp_path / "ahead", tmp_path / "serial"
+    jobs = selected_projections(table, selection(WINNER, ORACLE), checkpoints, trials)
+    assert [(method, seed) for _, method, seed in jobs] == [("umap", 0), ("tsne", 0)] * 2  # the winner's seed-0 trial, the oracle's
+    project_ahead(jobs + jobs[:1], ahead)  # a job asked for twice is computed once
+    assert len(list(ahead.glob("*.npy"))) == 4
+
+    computed = []
+    real = projection.project
+    monkeypatch.setattr(projection, "project", lambda *args, **kwargs: computed.append(args[1]) or real(*args, **kwargs))
+    sweep = ParentRun(client, experiment_id, parent, uri)
+    project_selected(sweep, table, selection(WINNER, ORACLE), checkpoints, trials, ahead)
+    assert computed == []  # all four from the cache
+    assert PROJECTION_FILES <= logged(client, run_ids["vae-kmeans-a0000003"])
+
+    # Projected in this process instead, into a fresh cache: the same entries, the same coordinates (seeded UMAP and t-SNE).
+    for z, method, seed in jobs:
+        cached_projection(z, method, seed, serial)
+    assert computed == ["umap", "tsne", "umap", "tsne"]
+    assert sorted(f.name for f in serial.glob("*.npy")) == sorted(f.name for f in ahead.glob("*.npy"))
+    for entry in serial.glob("*.npy"):
+        np.testing.assert_allclose(np.load(entry), np.load(ahead / entry.name), atol=1e-5)
