@@ -37,6 +37,7 @@ from musicvae.leaderboard import (
     table_legend,
 )
 from musicvae.summary import best_methods_figure, beta_curves, save_heatmap
+from musicvae.sweep_file import SweepFileError, parse_sweep
 from musicvae.sweep_runs import SweepTables, build_tables, read_sweep_runs
 from musicvae.trial_projection import project_logged_run
 
@@ -150,14 +151,19 @@ def _check_store(tracking_uri: str) -> None:
 
 
 def figure_points(client: MlflowClient, parent: Run) -> int:
-    """``trials.figure_points`` of the sweep file the parent run logged (``sweep.yaml``), else the default."""
+    """``trials.figure_points`` of the sweep file the parent run logged (``sweep.yaml``), else the default.
+
+    Read through the one validated loader; a file today's schema refuses (a sweep of an older musicvae) gives the default.
+    """
     default = TrialsConfig.model_fields["figure_points"].default
     if "sweep.yaml" not in {item.path for item in client.list_artifacts(parent.info.run_id)}:
         return default
     with tempfile.TemporaryDirectory() as folder:
-        raw = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "sweep.yaml", folder)).read_text())
-    trials = raw.get("trials") if isinstance(raw, dict) else None
-    return int(trials.get("figure_points", default)) if isinstance(trials, dict) else default
+        text = Path(client.download_artifacts(parent.info.run_id, "sweep.yaml", folder)).read_text()
+    try:
+        return parse_sweep(yaml.safe_load(text), origin=f"the sweep.yaml of run {parent.info.run_id}").trials.figure_points
+    except (SweepFileError, yaml.YAMLError):
+        return default
 
 
 def trials_to_project(client: MlflowClient, all_tables: list[SweepTables], wanted: list[str]) -> list[tuple[SweepTables, pd.Series]]:

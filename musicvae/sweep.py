@@ -3,10 +3,12 @@
 Flow of :func:`run_sweep`::
 
     sweep file -> features (once, into Ray's object store) -> Tuner(OptunaSearch)
-        -> trials (musicvae.trial.run_trial, reporting every epoch, checkpointing)
+        -> trials (musicvae.trial.run_trial, reporting every epoch, checkpointing;
+           one training per model, shared by its clusterers: musicvae.trained_models)
         -> MLflow parent + child runs (metrics, figures, embeddings)
         -> leaderboard (per trial, and per method over seeds) -> label-free selection
-        -> UMAP/t-SNE of the selected and the oracle trial, into their runs (musicvae.trial_projection)
+        -> UMAP/t-SNE of the selected and the oracle trial, into their runs (musicvae.trial_projection),
+           computed side by side as Ray tasks with the β grid's (project_ahead)
         -> summary figures (metrics heatmap, β grid)
 """
 

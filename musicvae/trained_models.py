@@ -46,8 +46,10 @@ class TrainedModel:
 def model_key(params: TrialParams, inputs: dict[str, np.ndarray], n_components: int | None, device: torch.device) -> str:
     """The identity of a training run: its parameters (clustering ones left out), the arrays it trains on, where it runs.
 
-    The device type and torch's thread count are part of it: a matrix product split over more threads
-    rounds differently, and K-Means on a latent space notices the last bit.
+    The device type and torch's thread count are part of it: a GPU's kernels round differently from the
+    CPU's, and a matrix product split over threads may too (on this 2-core machine 1 and 2 threads gave
+    the same multimodal VAE to the bit, but that is the library's choice); K-Means on a latent space
+    notices the last bit.
     """
     training = {key: value for key, value in params.model_dump().items() if key not in CLUSTERING_PARAMS}
     where = {"n_components": n_components, "device": device.type, "threads": torch.get_num_threads()}

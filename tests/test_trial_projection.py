@@ -166,3 +166,15 @@ def test_projections_computed_ahead_in_ray_tasks_are_the_ones_the_driver_draws(s
     assert sorted(f.name for f in serial.glob("*.npy")) == sorted(f.name for f in ahead.glob("*.npy"))
     for entry in serial.glob("*.npy"):
         np.testing.assert_allclose(np.load(entry), np.load(ahead / entry.name), atol=1e-5)
+
+
+def test_report_reads_figure_points_through_the_validated_sweep_loader(store) -> None:
+    """A sweep file today's schema accepts gives its trials.figure_points; one it refuses (an older musicvae's) the default."""
+    from musicvae.report import figure_points
+
+    _, client, experiment_id = store
+    for text, expected in (("name: a\ntrials: {figure_points: 120}\n", 120), ("name: b\ntrials: {figure_points: 120, colour: red}\n", 3000)):
+        run = client.create_run(experiment_id)
+        client.log_text(run.info.run_id, text, "sweep.yaml")
+        assert figure_points(client, client.get_run(run.info.run_id)) == expected, text
+    assert figure_points(client, client.create_run(experiment_id)) == 3000  # no sweep.yaml at all
