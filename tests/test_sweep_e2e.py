@@ -27,6 +27,15 @@ from musicvae.trainable import tune_trainable
 REPO = Path(__file__).resolve().parents[1]
 
 
+def three_genres(per_genre: int, n_features: int) -> FeatureSet:
+    """Three genres of ``per_genre`` tracks, N(0, 1) features shifted by 2 per genre: a FeatureSet a small VAE clusters in seconds."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), per_genre)
+    x = (rng.normal(0, 1, (3 * per_genre, n_features)) + labels[:, None] * 2).astype(np.float32)
+    ids = [str(i) for i in range(len(x))]
+    return FeatureSet(ids, x, [f"f{i}" for i in range(n_features)], labels, ["a", "b", "c"], pd.DataFrame({"track_id": ids}))
+
+
 def sweep_config(tmp_path: Path, collection: Path, **overrides) -> dict:
     raw = {
         "name": "e2e",
@@ -198,11 +207,7 @@ class KillOnce(tune.Callback):
 @pytest.mark.slow
 def test_a_crashed_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     """A real crash (SIGKILL of the worker) at epoch 5; Tune retries and training continues from epoch 4, not 1."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 40)
-    x = (rng.normal(0, 1, (120, 8)) + labels[:, None] * 2).astype(np.float32)
-    ids = [str(i) for i in range(120)]
-    data = FeatureSet(ids, x, [f"f{i}" for i in range(8)], labels, ["a", "b", "c"], pd.DataFrame({"track_id": ids}))
+    data = three_genres(per_genre=40, n_features=8)
     killer = KillOnce(epoch=5)
     ray.init(num_cpus=2, include_dashboard=False)
     try:
@@ -246,11 +251,7 @@ def test_no_checkpoint_is_deleted_while_the_sweep_runs_and_only_the_last_is_kept
     """
     from musicvae.sweep import build_tuner, prune_checkpoints
 
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 30)
-    x = (rng.normal(0, 1, (90, 6)) + labels[:, None] * 2).astype(np.float32)
-    ids = [str(i) for i in range(90)]
-    data = FeatureSet(ids, x, [f"f{i}" for i in range(6)], labels, ["a", "b", "c"], pd.DataFrame({"track_id": ids}))
+    data = three_genres(per_genre=30, n_features=6)
     cfg = parse_sweep(
         {
             "name": "keep",
@@ -292,11 +293,7 @@ def test_trials_that_cluster_one_model_differently_train_it_once(tmp_path: Path)
     """The grid's three clusterers of one model and seed: the first trains it, the other two read it (musicvae.trained_models)."""
     from musicvae.sweep import build_tuner, models_store
 
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 30)
-    x = (rng.normal(0, 1, (90, 6)) + labels[:, None] * 2).astype(np.float32)
-    ids = [str(i) for i in range(90)]
-    data = FeatureSet(ids, x, [f"f{i}" for i in range(6)], labels, ["a", "b", "c"], pd.DataFrame({"track_id": ids}))
+    data = three_genres(per_genre=30, n_features=6)
     cfg = parse_sweep(
         {
             "name": "share",
