@@ -53,21 +53,22 @@ def projection_sample(embedding: pd.DataFrame, figure_points: int, seed: int) ->
 def store_projection(job: Projection, coords: np.ndarray, cache_dir: Path | None) -> None:
     """Put coordinates computed elsewhere (a Ray task, see musicvae.sweep) into the cache, where :func:`cached_projection` finds them."""
     embedding, method, seed = job
-    cached_array(cache_dir, embedding, f"{method}{seed}", lambda: coords)
+    cached_projection(embedding, method, seed, cache_dir, computed=coords)
 
 
-def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: Path | None) -> np.ndarray:
+def cached_projection(embedding: np.ndarray, method: str, seed: int, cache_dir: Path | None, computed: np.ndarray | None = None) -> np.ndarray:
     """UMAP/t-SNE coordinates, computed once per distinct embedding.
 
     Trials that differ only in the clusterer train the same model with the
     same seed and get the very same embedding (training is deterministic), so
     a study's grid of models x clusterers would otherwise project each
     embedding once per clusterer. The key is the embedding's bytes: a
-    different embedding can never be served a stale picture.
+    different embedding can never be served a stale picture. ``computed``:
+    the coordinates, projected elsewhere, to store under that key.
     """
     from musicvae.projection import project
 
-    return cached_array(cache_dir, embedding, f"{method}{seed}", lambda: project(embedding, method, seed=seed))
+    return cached_array(cache_dir, embedding, f"{method}{seed}", lambda: project(embedding, method, seed=seed) if computed is None else computed)
 
 
 def save_projection(
