@@ -190,15 +190,26 @@ class Harness:
             if self.server.process is None:
                 self.server.start()
 
+    def _trial_workers(self) -> list[psutil.Process]:
+        """The trial worker processes of this cluster (each node runs in a session of its own)."""
+        nodes = {n.process.pid for n in self.cluster.nodes}
+        return [
+            p for p in psutil.process_iter(["cmdline"])
+            if " ".join(p.info["cmdline"] or []).startswith("ray::ImplicitFunc") and nodes & {q.pid for q in _parents(p)}
+        ]  # fmt: skip
+
     def inject(self, fault: str, driver: subprocess.Popen, name: str) -> bool:
         if fault == "node":
             self.cluster.nodes[1].kill()
         elif fault == "actor":
-            nodes = {n.process.pid for n in self.cluster.nodes}  # only this cluster's workers (each runs in a session of its own)
-            workers = [
-                p for p in psutil.process_iter(["cmdline"])
-                if " ".join(p.info["cmdline"] or []).startswith("ray::ImplicitFunc") and nodes & {q.pid for q in _parents(p)}
-            ]  # fmt: skip
+            # A trial's worker, as soon as there is one (between two trials there may be none for a moment).
+            workers: list[psutil.Process] = []
+
+            def seen() -> bool:
+                workers[:] = self._trial_workers()
+                return bool(workers) or driver.poll() is not None
+
+            _wait(seen, time.monotonic() + RUN_TIMEOUT, poll=0.2)
             if not workers:
                 return False
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -319,7 +330,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=4, help="runs of each fault kind (default 4)")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, of {', '.join(FAULTS)}")
-    parser.add_argument("--epochs", type=int, default=150, help="epochs per trial: long enough for a 30 s outage mid-sweep")
+    # 250: trials stopped waiting for the driver's MLflow writes (batched since), and 150 epochs ended before a fault could land.
+    parser.add_argument("--epochs", type=int, default=250, help="epochs per trial: long enough for a 30 s outage mid-sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the table (and each violation) to this JSON file")
     parser.add_argument("--keep", help="keep logs, stores and Tune state in this folder (default: a temporary one, removed)")

@@ -11,9 +11,14 @@ the study's table is ../shared/data/fma5_seed_mfcc40.csv). Arms:
   gpu-1, gpu-2, gpu-4, gpu-8   resources.device cuda, gpus_per_trial 1, 0.5, 0.25, 0.125,
                                search.max_concurrent_trials 1, 2, 4, 8 (fractional GPUs: trials packed on one GPU)
   cpu                          resources.device cpu, --cpu-concurrency trials at a time (default 8)
-  gpu-replicas                 seed replicas trained together: a placeholder. It runs only with --replicas N
-                               and where the sweep file schema has such an option (a field named *replica*
-                               in any section, or a trial parameter); until then it prints "n/a (not built yet)"
+  gpu-1-alone                  as gpu-1 with trials.replicas: false: each seed's trial trains its own model
+
+Every arm but gpu-1-alone runs as a sweep does by default: the trial that trains a
+model trains its other seeds beside it as one vectorised model (musicvae.replicas),
+where a probe step finds that exact on that device; the Conv-VAE never (see
+musicvae.replicas.vectorises). gpu-1 against gpu-1-alone is what that gives on the
+GPU. Whether CUDA's batched kernels pass the probe is printed per arm, from the
+trials' notes (each seed trained alone, or with its replicas): "replica trials".
 
 Each arm runs 1 CPU per trial and no per-trial figures (``trials.figures: []``),
 so the GPU arms measure training, clustering and the sweep's own work. The
@@ -82,7 +87,6 @@ sys.path.insert(0, str(REPO / "bench"))
 from sweep_overhead import load, output_to, run_arm, sweep_arm  # noqa: E402
 
 PACKINGS = (1, 2, 4, 8)
-NOT_BUILT = "n/a (not built yet)"
 DEFAULT_OVERHEAD_S = 30.0  # an arm's time outside Tuner.fit (parent run, Tune start, selection, summary figures), until one is measured
 MIN_SLICE_S = 20.0  # an arm with less time than this is not started
 GRACE_S = 60.0  # past the budget by this much, the running arm is interrupted (as Ctrl-C would)
@@ -208,27 +212,6 @@ def grid(args: argparse.Namespace, raw: dict[str, Any], base: Any) -> tuple[dict
     return data, space, points
 
 
-def replicas_option() -> str | None:
-    """Where the sweep file schema has a "seed replicas trained together" option ('section.field', or 'space.<param>'), else None."""
-    from pydantic import BaseModel
-
-    from musicvae.params import TrialParams
-    from musicvae.sweep_file import SweepConfig
-
-    found: list[str] = []
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, field in model.model_fields.items():
-            if "replica" in name.lower():
-                found.append(prefix + name)
-            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-                walk(field.annotation, f"{prefix}{name}.")
-
-    walk(SweepConfig, "")
-    found += [f"space.{name}" for name in TrialParams.model_fields if "replica" in name.lower()]
-    return found[0] if found else None
-
-
 def sweep_file(arm: dict[str, Any], data: dict[str, Any], space: dict[str, Any], points: list, metric: Any, folder: Path, cache: Path) -> dict[str, Any]:
     """One arm's sweep file; ``folder`` holds what the arm writes, ``cache`` the feature store every arm shares."""
     raw = {
@@ -249,12 +232,8 @@ def sweep_file(arm: dict[str, Any], data: dict[str, Any], space: dict[str, Any],
         "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "gpu-bench"},
         "storage_path": str(folder / "ray_results"),
     }
-    if arm.get("replicas"):
-        section, name = arm["replicas_option"].rsplit(".", 1)
-        target = raw
-        for part in section.split("."):
-            target = target.setdefault(part, {})
-        target[name] = arm["replicas"]
+    if arm.get("alone"):
+        raw["trials"]["replicas"] = False
     return raw
 
 
@@ -297,19 +276,18 @@ def run_one(arm: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
         "trials_per_min": 60 * len(done_at) / window if done_at and window > 0 else math.nan,
         "trial_s": float(ok["seconds"].mean()) if len(ok) else math.nan,
         "trials": trials,
+        "replica_trials": sum("vectorised" in str((r.get("notes") or {}).get("fit_seconds", "")) for r in finals),  # trained with its replicas
     }
 
 
-def arms_to_run(args: argparse.Namespace, n_points: int, replicas_at: str | None) -> list[dict[str, Any]]:
+def arms_to_run(args: argparse.Namespace, n_points: int) -> list[dict[str, Any]]:
     trials = min(args.trials or n_points, n_points)
     cpu_concurrency = min(args.cpu_concurrency, os.cpu_count() or 1)
     arms = [] if args.cpu_smoke else [{"name": f"gpu-{k}", "per_gpu": k, "concurrency": k, "gpus": 1 / k, "device": "cuda"} for k in args.packings]
     if not args.no_cpu or args.cpu_smoke:
         arms.append({"name": "cpu", "per_gpu": None, "concurrency": cpu_concurrency, "gpus": 0, "device": "cpu"})
-    if args.replicas and replicas_at and not args.cpu_smoke:
-        arms.append(
-            {"name": "gpu-replicas", "per_gpu": 1, "concurrency": 1, "gpus": 1, "device": "cuda", "replicas": args.replicas, "replicas_option": replicas_at}
-        )
+    if not args.no_alone and not args.cpu_smoke and 1 in args.packings:
+        arms.insert(1, {"name": "gpu-1-alone", "per_gpu": 1, "concurrency": 1, "gpus": 1, "device": "cuda", "alone": True})
     for arm in arms:
         arm.update(trials=trials, cpus=args.cpus_per_trial)
     return arms
@@ -332,7 +310,7 @@ def number(value: Any, digits: int) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def print_table(arms: list[dict[str, Any]], results: dict[str, dict[str, Any]], replicas_note: str) -> None:
+def print_table(arms: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> None:
     ran = [a for a in arms if a["name"] in results and results[a["name"]].get("done") is not None]
     by_arm = {a["name"]: {key(t): t for t in results[a["name"]]["trials"]} for a in ran}
     common = set.intersection(*(set(v) for v in by_arm.values())) if by_arm else set()
@@ -352,6 +330,7 @@ def print_table(arms: list[dict[str, Any]], results: dict[str, dict[str, Any]], 
         "peak GPU MiB",
         "mean ARI",
         "mean silhouette",
+        "replica trials",
     )
     rows = []
     for arm in arms:
@@ -380,10 +359,9 @@ def print_table(arms: list[dict[str, Any]], results: dict[str, dict[str, Any]], 
                 number(gpu.get("memory_peak"), 0),
                 number(mean["ari"], 4),
                 number(mean["silhouette"], 4),
+                str(result.get("replica_trials", "-")),
             )
         )
-    if not any(a["name"] == "gpu-replicas" for a in arms):
-        rows.append(("gpu-replicas", "-", "-", NOT_BUILT, *["-"] * (len(header) - 4)))
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("\n" + "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths))))
     for row in rows:
@@ -399,12 +377,12 @@ def print_table(arms: list[dict[str, Any]], results: dict[str, dict[str, Any]], 
             n, ari = largest_difference(by_arm[name], by_arm[other], "ari")
             _, sil = largest_difference(by_arm[name], by_arm[other], "silhouette")
             print(f"  {name} vs {other}: {n} configurations in both, largest |ΔARI| {number(ari, 4)}, largest |Δsilhouette| {number(sil, 4)}")
-    print(f"gpu-replicas (seed replicas trained together): {replicas_note}")
+    alone, together = results.get("gpu-1-alone", {}), results.get("gpu-1", {})
+    if alone.get("trials_per_min") and together.get("trials_per_min"):
+        print(f"seeds trained together (gpu-1) against each alone (gpu-1-alone): {together['trials_per_min'] / alone['trials_per_min']:.2f}x trials/min")
     for arm in arms:
         result = results.get(arm["name"], {})
         print(f"gpu throughput: {arm['name']} {number(result.get('trials_per_min'), 2) if result.get('done') is not None else result.get('status', 'not run')}")
-    if not any(a["name"] == "gpu-replicas" for a in arms):
-        print(f"gpu throughput: gpu-replicas {NOT_BUILT}")
     sys.stdout.flush()
 
 
@@ -424,7 +402,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cpu-concurrency", type=int, default=8, help="the CPU arm's trials at a time (at most the CPU count; default 8)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--no-cpu", action="store_true", help="leave out the CPU arm")
-    parser.add_argument("--replicas", type=int, help="seed replicas trained together: an arm, where the sweep file schema has the option")
+    parser.add_argument("--no-alone", action="store_true", help="leave out gpu-1-alone (gpu-1 with trials.replicas: false)")
     parser.add_argument("--budget-s", type=float, default=480.0, help="seconds for all arms together, after the start-up (default 480)")
     parser.add_argument("--cpu-smoke", action="store_true", help="no GPU needed: the CPU arm alone, 2 trials of 2 epochs on a tiny demo collection")
     parser.add_argument("--json", type=Path, help="also write every arm's figures and trials here")
@@ -436,19 +414,6 @@ def parse_args() -> argparse.Namespace:
         args.per_genre = args.per_genre or 10
         args.cpu_concurrency = min(args.cpu_concurrency, 2)
     return args
-
-
-def replicas_note(args: argparse.Namespace, option: str | None) -> str:
-    """What the gpu-replicas row says."""
-    if args.replicas and not option:
-        return f"{NOT_BUILT}: --replicas {args.replicas} given, but the sweep file schema has no replicas option (no field named *replica*)"
-    if args.replicas and args.cpu_smoke:
-        return f"not run with --cpu-smoke (the schema has {option})"
-    if args.replicas:
-        return f"{option} = {args.replicas}, otherwise as gpu-1; trials counted as Tune trials (each trains {args.replicas} replicas)"
-    if option:
-        return f"{NOT_BUILT} here: the schema has {option}; pass --replicas N to measure it"
-    return NOT_BUILT
 
 
 def progress_line(arm: dict[str, Any], result: dict[str, Any]) -> str:
@@ -543,9 +508,7 @@ def main() -> None:
     try:
         raw_base, base = base_file(args)
         data, space, points = grid(args, raw_base, base)
-        option = replicas_option()
-        note = replicas_note(args, option)
-        arms = arms_to_run(args, len(points), option)
+        arms = arms_to_run(args, len(points))
 
         import musicvae.sweep
         from musicvae.dataset import load_feature_set
@@ -576,9 +539,9 @@ def main() -> None:
         metric = raw_base["search"].get("metric", "silhouette")
         setting = {"data": data, "space": space, "points": points, "metric": metric, "cache": cache}
         results = run_arms(args, arms, setting, root, gpu_device)
-        print_table(arms, results, note)
+        print_table(arms, results)
         if args.json:
-            args.json.write_text(json.dumps({"arms": arms, "results": results, "replicas": note}, indent=1, default=str))
+            args.json.write_text(json.dumps({"arms": arms, "results": results}, indent=1, default=str))
     finally:
         import ray
 

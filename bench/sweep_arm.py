@@ -1,17 +1,20 @@
 """One arm of ``bench/throughput.py --sections sweep``: sweeps/hard.yaml run whole by the musicvae on PYTHONPATH, its steps timed.
 
-    PYTHONPATH=TREE python bench/sweep_arm.py TREE FMA_TABLE OUT
+    PYTHONPATH=TREE python bench/sweep_arm.py TREE FMA_TABLE OUT [--no-replicas]
 
 Writes ``OUT/methods.csv`` (the per-method table) and ``OUT/timing.json`` (the
-wall time and musicvae's own steps, wrapped for this run). It imports nothing
-of its own tree: the arm's tree is the only musicvae this process and its Ray
-workers see.
+wall time, musicvae's own steps, wrapped for this run, and the CPU seconds of
+this process, the sweep's driver). It imports nothing of its own tree: the
+arm's tree is the only musicvae this process and its Ray workers see.
+``--no-replicas`` runs the sweep with ``trials.replicas: false`` (a tree that
+has the option).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -22,19 +25,26 @@ PHASES = {  # musicvae's own steps timed in an arm: (module, function) -> the ph
     ("musicvae.sweep", "load_feature_set"): "features",
     ("musicvae.sweep", "fit_settled"): "trials",
     ("musicvae.sweep", "select_sweep"): "selection",
-    ("musicvae.sweep", "project_ahead"): "figures after",
+    ("musicvae.sweep", "project_ahead"): "figures after",  # f23101b to 9326e99
+    ("musicvae.sweep", "store_projections"): "figures after",  # since: the β grid's started before the selection
     ("musicvae.trial_projection", "project_selected"): "figures after",
     ("musicvae.summary", "sweep_figures"): "figures after",
 }
 
 
-def run_arm(tree: Path, table: Path, out: Path) -> None:
+def run_arm(tree: Path, table: Path, out: Path, replicas: bool = True) -> None:
     """One arm, in this process: sweeps/hard.yaml by ``tree``'s musicvae, its phases timed; writes methods.csv and timing.json to ``out``."""
     import musicvae
 
     assert Path(musicvae.__file__).is_relative_to(tree), musicvae.__file__
     from musicvae import sweep
-    from musicvae.sweep_file import load_sweep
+
+    # A module is asked of the tree's files, not by trying its import: the venv's editable install of this
+    # checkout would find one the arm's tree lacks. load_sweep is in musicvae.sweep_file since 06510ff.
+    def in_tree(module: str) -> bool:
+        return (tree / f"{module.replace('.', '/')}.py").exists()
+
+    load_sweep = importlib.import_module("musicvae.sweep_file" if in_tree("musicvae.sweep_file") else "musicvae.config").load_sweep
 
     phases: dict[str, float] = {}
 
@@ -49,8 +59,8 @@ def run_arm(tree: Path, table: Path, out: Path) -> None:
         return wrapper
 
     for (module, name), phase in PHASES.items():
-        owner = importlib.import_module(module)
-        if hasattr(owner, name):  # project_ahead is new in (b)
+        owner = importlib.import_module(module) if in_tree(module) else None
+        if hasattr(owner, name):  # an older tree has fewer of these steps
             setattr(owner, name, timed(getattr(owner, name), phase))
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
     cfg = load_sweep(tree / "sweeps" / "hard.yaml")
@@ -62,13 +72,17 @@ def run_arm(tree: Path, table: Path, out: Path) -> None:
             "tracking": cfg.tracking.model_copy(update={"uri": f"sqlite:///{work}/mlflow.db"}),
         }
     )
+    if not replicas:
+        cfg = cfg.model_copy(update={"trials": cfg.trials.model_copy(update={"replicas": False})})
     start = time.perf_counter()
     outcome = sweep.run_sweep(cfg)
     phases["wall"] = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    phases["driver cpu"] = usage.ru_utime + usage.ru_stime
     out.mkdir(parents=True, exist_ok=True)
     outcome.methods.to_csv(out / "methods.csv", index=False)
     (out / "timing.json").write_text(json.dumps({"phases": phases, "trials": len(outcome.leaderboard)}))
 
 
 if __name__ == "__main__":
-    run_arm(Path(sys.argv[1]).resolve(), Path(sys.argv[2]), Path(sys.argv[3]))
+    run_arm(Path(sys.argv[1]).resolve(), Path(sys.argv[2]), Path(sys.argv[3]), replicas="--no-replicas" not in sys.argv[4:])

@@ -17,23 +17,35 @@ Sections (--sections, all by default):
                   checkpoint snapshot every trials.checkpoint_every epochs and at the last.
                   The on_epoch callback does nothing: Tune's report and the checkpoint's
                   file are the sweep's costs, measured by bench/sweep_overhead.py.
+              (c) three seeds trained together as one vectorised model
+                  (musicvae.training.train_replicas, as a grid's first trial of a model
+                  trains them), its time divided by all three replicas' steps: one
+                  replica's share of a step. Models that do not vectorise (the Conv-VAE)
+                  have no such arm.
             and, for reference, (a) with fused Adam (faster on CPU, but it rounds
             differently, so train_model keeps torch's default: see its comment), so
             the table shows what the optimizer would buy and what the loop costs. Prints one
-            table, then ``per-step ratio: <model> <b/a>`` per model (goal: at most 1.5).
+            table, then ``per-step ratio: <model> <b/a>`` per model and the same for (c)
+            (goal: at most 1.5).
 
   sweep     sweeps/hard.yaml run whole (musicvae.sweep.run_sweep: features, 99 trials, selection,
-            figures) by two trees in one run of this script: (a) --baseline, a git revision
-            checked out into a temporary worktree (default f774389: before trials that only
-            cluster differently shared one trained model), (b) this tree. Each arm runs in its
-            own process (PYTHONPATH = its tree, so Ray's workers import that tree too), one after
-            the other, with private storage, tracking store and cache (a cold cache: the text
-            embeddings and features are computed in both). Prints each arm's wall time, trials
-            per minute and where the time went (musicvae's own steps, wrapped for the run: the
-            features, the trials, the selection, the figures after the sweep), the ratio b / a
-            (goal: at most 0.5) and the largest difference between the arms' per-method means of
-            ARI, NMI and silhouette, with how many methods differ by more than their seed spread.
-            About 15 minutes on 2 cores; needs ../shared/data (the FMA table). Not run by default.
+            figures) by three arms in one run of this script: (a) --baseline, a git revision
+            checked out into a temporary worktree (default d9e8279, the code issue 16 measured:
+            99 trials in 388 s then), (b) this tree with trials.replicas: false (each seed's trial
+            trains its own model), (c) this tree as it runs by default (a model's seeds trained
+            together). Each arm runs in its own process (PYTHONPATH = its tree, so Ray's workers
+            import that tree too), one after the other, with private storage, tracking store and
+            cache (a cold cache: the text embeddings and features are computed in every arm).
+            Before them, untimed, this tree runs one small UMAP: numba's on-disk cache of UMAP's
+            compiled code (musicvae.manifold.import_umap) is then warm, as it is for every sweep on
+            a machine after its first; the baseline has no such cache. Prints each arm's wall time,
+            trials per minute, where the time went (musicvae's own steps, wrapped for the run: the
+            features, the trials, the selection, the figures after the sweep) and the driver
+            process's CPU seconds, the ratios c / a (goal: at most 0.5) and c / b (what training
+            seeds together adds), and, against (a) and against (b), the largest difference of a
+            method's mean ARI, NMI and silhouette, with how many methods differ by more than their
+            seed spread. About 20 minutes on 2 cores; needs ../shared/data (the FMA table). Not run
+            by default.
 
 A section is a function in SECTIONS taking the parsed arguments.
 
@@ -49,7 +61,7 @@ time at a load of 9 on 2 cores) while its CPU time stays the work itself. With
 an idle machine. The load average is printed before and after.
 
     python bench/throughput.py                          # per-step, every model, single thread (minutes: the Conv-VAE's ~0.1 s steps)
-    python bench/throughput.py --sections sweep         # the hard sweep, f774389 against this tree
+    python bench/throughput.py --sections sweep         # the hard sweep: d9e8279, this tree without and with replicas
     python bench/throughput.py --models vae --repeats 9
     python bench/throughput.py --threads 2 --clock wall
 """
@@ -75,7 +87,8 @@ from musicvae.config import TrialsConfig  # noqa: E402
 from musicvae.models import build_model  # noqa: E402
 from musicvae.models.vae import elbo  # noqa: E402
 from musicvae.params import TrialParams  # noqa: E402
-from musicvae.training import train_model  # noqa: E402
+from musicvae.replicas import exact, noise_state, vectorises  # noqa: E402
+from musicvae.training import Tensors, batch_sizes, seed_everything, train_model, train_replicas  # noqa: E402
 
 GOAL = 1.5
 CLOCKS = ("wall", "cpu")  # the order of a measurement's pair
@@ -141,10 +154,27 @@ def sweep_training(model: torch.nn.Module, inputs: dict[str, np.ndarray], params
     return len(history) * math.ceil((n - int(round(n * params.val_fraction))) / params.batch_size)
 
 
+def replica_training(model: torch.nn.Module, inputs: dict[str, np.ndarray], params: TrialParams, replicas: int = 3) -> int:
+    """(c): ``replicas`` seeds (``params.seed`` and the next ones) trained together by train_replicas, as a grid's first trial
+    trains them (musicvae.trained_models); returns the steps of all replicas, so a step's time is one replica's share.
+    ``model`` (the first seed's) is used as it is; the others are built as musicvae.trained_models builds them."""
+    seeds = [params.seed + i for i in range(replicas)]
+    models, noise = [model], [noise_state(CPU)]
+    for seed in seeds[1:]:
+        seed_everything(seed)
+        models.append(build_model(params.model_copy(update={"seed": seed}), inputs))
+        noise.append(noise_state(CPU))
+    settings = {key: getattr(params, key) for key in ("beta", "kl_warmup_epochs", "free_bits", "epochs", "lr", "batch_size", "val_fraction")}
+    outcomes = train_replicas(models, inputs, seeds=seeds, noise=noise, **settings, device=CPU, checkpoint_every=TrialsConfig().checkpoint_every)
+    n = len(next(iter(inputs.values())))
+    return sum(len(o.history) for o in outcomes) * math.ceil((n - int(round(n * params.val_fraction))) / params.batch_size)
+
+
 ARMS: dict[str, Callable[[torch.nn.Module, dict[str, np.ndarray], TrialParams], int]] = {
     "floor": floor,
     "train_model": sweep_training,
     "floor, fused Adam": lambda model, inputs, params: floor(model, inputs, params, fused=True),
+    "3 replicas, per seed": replica_training,
 }
 
 
@@ -165,22 +195,27 @@ def per_step(args: argparse.Namespace) -> None:
         params = TrialParams(model=name, latent_dim=32, epochs=args.epochs)
 
         def fresh() -> torch.nn.Module:
-            torch.manual_seed(params.seed)
+            seed_everything(params.seed)
             return build_model(params, all_inputs)
 
         inputs = {key: all_inputs[key] for key in fresh().inputs}
         check_same_loss(fresh(), inputs, params.beta)
-        times: dict[str, list[tuple[float, float]]] = {arm: [] for arm in ARMS}
+        sizes = batch_sizes(args.tracks, params.val_fraction, params.batch_size)
+        together = vectorises(fresh()) and exact([fresh(), fresh(), fresh()], Tensors(inputs, CPU), sizes, params.beta, params.free_bits, CPU)
+        arms = [arm for arm in ARMS if arm != "3 replicas, per seed" or together]
+        times: dict[str, list[tuple[float, float]]] = {arm: [] for arm in arms}
+        model_steps: dict[str, int] = {}
         for repeat in range(-1, args.repeats):  # -1: the warm-up, not recorded
-            for arm in list(ARMS) if repeat % 2 == 0 else list(ARMS)[::-1]:
+            for arm in arms if repeat % 2 == 0 else arms[::-1]:
                 model = fresh()
                 wall, cpu = time.perf_counter(), time.process_time()
                 steps = ARMS[arm](model, inputs, params)
+                model_steps[arm] = steps
                 if repeat >= 0:
                     times[arm].append(((time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps))
-        medians = {arm: [1e3 * statistics.median(t[i] for t in times[arm]) for i in (0, 1)] for arm in ARMS}
-        rows.append((name, steps, medians))
-        print(f"  {name}: done ({steps} steps a run)", flush=True)
+        medians = {arm: [1e3 * statistics.median(t[i] for t in times[arm]) for i in (0, 1)] for arm in arms}
+        rows.append((name, model_steps["floor"], medians))
+        print(f"  {name}: done ({model_steps['floor']} steps a run of one model)", flush=True)
 
     print(f"\nms per optimizer step, median of {args.repeats} runs of {args.epochs} epochs x {args.tracks} tracks; x floor: the arm's time / (a)'s")
     print(f"{'model':<16}{'steps':>6}  {'arm':<20}{'wall ms':>9}{'cpu ms':>9}{'x floor':>9}{'(cpu)':>7}")
@@ -193,6 +228,9 @@ def per_step(args: argparse.Namespace) -> None:
     clock = CLOCKS.index(args.clock)
     for name, _, m in rows:
         print(f"per-step ratio: {name} {m['train_model'][clock] / m['floor'][clock]:.2f} ({args.clock} time; goal: at most {GOAL})")
+        replica = m.get("3 replicas, per seed")
+        shown = f"{replica[clock] / m['floor'][clock]:.2f}" if replica else "n/a (does not vectorise exactly: trains one seed at a time)"
+        print(f"per-step ratio, one of 3 replicas: {name} {shown} ({args.clock} time; goal: at most {GOAL})")
 
 
 # ------------------------------------------------------------------- sweep
@@ -213,32 +251,39 @@ def sweep_section(args: argparse.Namespace) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="throughput-arms-"))
     baseline = scratch / "baseline"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline], check=True, capture_output=True)
-    arms = {f"(a) {args.baseline}": baseline, "(b) this tree": ROOT}
+    warm = "import numpy as np; from musicvae.manifold import import_umap; import_umap().UMAP(random_state=0).fit(np.random.rand(300, 8))"
+    subprocess.run([sys.executable, "-c", warm], env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, capture_output=True)
+    arms = {f"(a) {args.baseline}": (baseline, []), "(b) replicas off": (ROOT, ["--no-replicas"]), "(c) this tree": (ROOT, [])}
     results = {}
     try:
-        for label, tree in arms.items():
+        for label, (tree, options) in arms.items():
             out = scratch / label.split()[0].strip("()")
             print(f"  {label}: running sweeps/hard.yaml (load average {os.getloadavg()[0]:.2f})", flush=True)
             env = {**os.environ, "PYTHONPATH": str(tree)}
-            arm = [sys.executable, str(Path(__file__).with_name("sweep_arm.py")), str(tree), str(FMA_TABLE), str(out)]
-            subprocess.run(arm, env=env, check=True, stdout=subprocess.DEVNULL)
+            arm = [sys.executable, str(Path(__file__).with_name("sweep_arm.py")), str(tree), str(FMA_TABLE), str(out), *options]
+            # cwd = the tree as well: Ray's workers put the driver's working directory first on their path.
+            subprocess.run(arm, env=env, cwd=tree, check=True, stdout=subprocess.DEVNULL)
             results[label] = (json.loads((out / "timing.json").read_text()), pd.read_csv(out / "methods.csv"))
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], capture_output=True)
     names = ["features", "trials", "selection", "figures after"]
-    print(f"\n{'arm':<22}{'wall s':>8}{'trials/min':>12}" + "".join(f"{n:>15}" for n in names) + f"{'other':>8}")
+    print(f"\n{'arm':<22}{'wall s':>8}{'trials/min':>12}" + "".join(f"{n:>15}" for n in names) + f"{'other':>8}{'driver cpu':>12}")
     for label, (timing, _) in results.items():
         phases = timing["phases"]
         other = phases["wall"] - sum(phases.get(n, 0.0) for n in names)
-        cells = "".join(f"{phases.get(n, 0.0):>15.1f}" for n in names)
-        print(f"{label:<22}{phases['wall']:>8.1f}{timing['trials'] / phases['wall'] * 60:>12.1f}{cells}{other:>8.1f}")
-    (timing_a, methods_a), (timing_b, methods_b) = results.values()
-    print(f"\nwall-time ratio b / a: {timing_b['phases']['wall'] / timing_a['phases']['wall']:.2f} (goal: at most 0.5)")
-    both = methods_a.merge(methods_b, on="method", suffixes=("_a", "_b"))
-    for metric in SWEEP_METRICS:
-        difference = (both[f"{metric}_mean_b"] - both[f"{metric}_mean_a"]).abs()
-        outside = int((difference > both[f"{metric}_std_a"].fillna(0.0) + 1e-12).sum())
-        print(f"largest |difference| of a method's mean {metric}: {difference.max():.2g}; {outside} of {len(both)} methods beyond (a)'s seed spread")
+        cells = "".join(f"{phases[n]:>15.1f}" if n in phases else f"{'-':>15}" for n in names)  # '-': not a step of that tree
+        driver = f"{phases['driver cpu']:>12.1f}" if "driver cpu" in phases else f"{'-':>12}"
+        print(f"{label:<22}{phases['wall']:>8.1f}{timing['trials'] / phases['wall'] * 60:>12.1f}{cells}{other:>8.1f}{driver}")
+    (timing_a, methods_a), (timing_b, methods_b), (timing_c, methods_c) = results.values()
+    print(f"\nwall-time ratio c / a: {timing_c['phases']['wall'] / timing_a['phases']['wall']:.2f} (goal: at most 0.5)")
+    print(f"wall-time ratio c / b: {timing_c['phases']['wall'] / timing_b['phases']['wall']:.2f} (seeds trained together against each seed alone)")
+    for name, reference in (("a", methods_a), ("b", methods_b)):
+        both = reference.merge(methods_c, on="method", suffixes=("_ref", "_c"))
+        for metric in SWEEP_METRICS:
+            difference = (both[f"{metric}_mean_c"] - both[f"{metric}_mean_ref"]).abs()
+            outside = int((difference > both[f"{metric}_std_ref"].fillna(0.0) + 1e-12).sum())
+            largest = f"largest |difference| of a method's mean {metric}: {difference.max():.2g}"
+            print(f"c against {name}: {largest}; {outside} of {len(both)} methods beyond its seed spread")
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"per-step": per_step, "sweep": sweep_section}
@@ -247,7 +292,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"per-step": per_ste
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", default=["per-step"], choices=SECTIONS)
-    parser.add_argument("--baseline", default="f774389", help="sweep: the git revision of arm (a)")
+    parser.add_argument("--baseline", default="d9e8279", help="sweep: the git revision of arm (a)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--tracks", type=int, default=2996, help="tracks in the synthetic feature set (the hard task's FMA 5-genre set)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs a timed run trains")

@@ -29,7 +29,7 @@ import yaml
 from musicvae import locations
 from musicvae.config import TrackingConfig, TrialsConfig
 from musicvae.console import quiet_libraries, set_verbose
-from musicvae.params import CLUSTERING_PARAMS, NEURAL_MODELS, describe_space
+from musicvae.params import CLUSTERING_PARAMS, NEURAL_MODELS, TrialParams, describe_space
 from musicvae.sweep_file import SweepConfig, SweepFileError, load_sweep, parse_sweep
 
 DEFAULT_STORAGE = SweepConfig.model_fields["storage_path"].default
@@ -48,7 +48,7 @@ def after_sweep_figures(trials: TrialsConfig) -> str:
 
 
 def shared_training(cfg: SweepConfig) -> str:
-    """The plan's line on trained models: how many a grid trains, since trials that only cluster differently share one."""
+    """The plan's line on trained models: how many a grid trains (trials that only cluster differently share one), and which seeds train together."""
     if locations.is_uri(cfg.data.cache_dir):
         return "each trial trains its own model (trained models are shared through a local cache_dir; this one is remote)"
     rule = "trials that differ only in how they cluster share one trained model (musicvae.trained_models)"
@@ -57,12 +57,29 @@ def shared_training(cfg: SweepConfig) -> str:
     if cfg.search.sampler != "grid" or not neural:
         return rule
 
-    def training(point: dict) -> str:  # VaDE's n_clusters sizes its prior: a training input for it
-        kept = {k: v for k, v in point.items() if k not in CLUSTERING_PARAMS or (k == "n_clusters" and point.get("model") == "vade")}
+    def training(point: dict, *leave_out: str) -> str:  # VaDE's n_clusters sizes its prior: a training input for it
+        kept = {k: v for k, v in point.items() if k not in leave_out and (k not in CLUSTERING_PARAMS or (k == "n_clusters" and point.get("model") == "vade"))}
         return json.dumps(kept, sort_keys=True, default=str)
 
-    distinct = {training(p) for p in neural}
-    return f"{len(distinct)} models for {len(neural)} neural trials: {rule}"
+    distinct = {training(p): p for p in neural}
+    seeds: dict[str, list] = {}
+    for point in distinct.values():
+        seeds.setdefault(training(point, "seed"), []).append(point)
+    together = [group for group in seeds.values() if len(group) > 1 and not TrialParams(**group[0]).uses_spectrogram and cfg.trials.replicas]
+    alone = sorted({p.get("model", "vae") for group in seeds.values() if len(group) > 1 and TrialParams(**group[0]).uses_spectrogram for p in group})
+    line = f"{len(distinct)} models for {len(neural)} neural trials: {rule}"
+    if together:
+        sizes = sorted({len(group) for group in together})
+        models = sorted({p.get("model", "vae") for group in together for p in group})
+        line += (
+            f"; each model's seeds trained together as one vectorised model (musicvae.replicas): {len(together)} group(s) of "
+            f"{'/'.join(map(str, sizes))} seeds ({', '.join(models)}) where each linear layer is large enough to vectorise exactly"
+        )
+    if alone:
+        line += f"; one seed at a time: {', '.join(alone)} (a vectorised convolution is slower on the CPU and rounds differently)"
+    if not cfg.trials.replicas:
+        line += "; each seed's trial trains its own (trials.replicas: false)"
+    return line
 
 
 def describe_plan(cfg: SweepConfig) -> str:

@@ -349,6 +349,11 @@ class TrialsConfig(StrictModel):
     max_retries: int = Field(
         2, ge=0, description="restarts of a trial whose worker died (node lost, OOM kill); a trial that raises or goes NaN is a recorded failure, never retried"
     )
+    replicas: bool = Field(
+        True,
+        description="in a grid, the trial that trains a model trains its other seeds beside it as one vectorised model, "
+        "where that is exact (musicvae.replicas); false: each seed's trial trains its own",
+    )
 
     @property
     def per_trial_projections(self) -> bool:

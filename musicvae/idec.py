@@ -26,7 +26,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 from musicvae.models.vae import elbo
-from musicvae.training import _Tensors, encode, seed_everything
+from musicvae.training import Tensors, encode, seed_everything
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def refine(
     kmeans = KMeans(n_clusters=n_clusters, n_init=20, random_state=seed).fit(z)
     centres = nn.Parameter(torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32, device=device))
     optimizer = torch.optim.Adam([*model.parameters(), centres], lr=lr)
-    data = _Tensors(inputs, device)
+    data = Tensors(inputs, device)
     n = len(z)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     labels, changed, epoch = kmeans.labels_, 1.0, 0

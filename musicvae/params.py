@@ -9,6 +9,7 @@ the sweep file's checks (musicvae.sweep_file) and the reports read these rules.
 
 from __future__ import annotations
 
+import json
 import typing
 from typing import Any, Literal, Union
 
@@ -222,9 +223,17 @@ def grid_points(space: dict[str, ParamSpec]) -> list[dict[str, Any]]:
     Each point holds the chosen values of the list-valued parameters that
     apply to it: the DBSCAN points have an ``eps`` and no ``n_clusters``, and
     K-Means is not repeated once per ``eps``.
+
+    The seed varies slowest: every method's first seed, then every method's
+    second. The trial of a model's first seed trains its other seeds beside it
+    (:mod:`musicvae.trained_models`), and their trials come a whole round later.
+    Within a seed the clustering varies slower than the model: every model's
+    first clusterer, then every model's second, so the trials that train come
+    first and the ones that only cluster a stored model after them (rather
+    than two clusterers of one model at once, each training it).
     """
     configs: list[dict[str, Any]] = [{}]
-    for name in ordered_names(space):
+    for name in sorted(ordered_names(space), key=lambda name: name != "seed"):  # a stable sort: the seed first, the rest in order
         spec = space[name]
         grown = []
         for config in configs:
@@ -235,7 +244,15 @@ def grid_points(space: dict[str, ParamSpec]) -> list[dict[str, Any]]:
             else:
                 grown.append({**config, name: spec})
         configs = grown
-    return [{k: v for k, v in c.items() if isinstance(space[k], list)} for c in configs]
+    points = [{k: v for k, v in c.items() if isinstance(space[k], list)} for c in configs]
+    seeds: dict[Any, int] = {}
+    clusterings: dict[str, int] = {}
+
+    def order(point: dict[str, Any]) -> tuple[int, int]:
+        clustering = json.dumps({k: v for k, v in point.items() if k in CLUSTERING_PARAMS}, sort_keys=True, default=str)
+        return seeds.setdefault(point.get("seed"), len(seeds)), clusterings.setdefault(clustering, len(clusterings))
+
+    return sorted(points, key=order)  # stable: the rest keeps the order built above
 
 
 def describe_space(space: dict[str, ParamSpec]) -> list[str]:

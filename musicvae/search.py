@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,11 +119,29 @@ class SweepSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
+class NSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable again.
+
+    Tune pickles the searcher, sampler and all, into the sweep's state when the
+    Tuner is built and at every snapshot. Optuna 5.1's genetic samplers hold a
+    ``threading.Lock``, which cannot be pickled ("cannot pickle '_thread.lock'
+    object": every ``sampler: nsga2`` sweep failed before its first trial); it
+    is left out of the pickle and made anew when one is read back.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "_thread_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
 SAMPLERS = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
     "grid": optuna.samplers.RandomSampler,  # the grid is enqueued; the sampler never draws
-    "nsga2": optuna.samplers.NSGAIISampler,
+    "nsga2": NSGAIISampler,
 }
 
 

@@ -8,7 +8,7 @@ Flow of :func:`run_sweep`::
         -> MLflow parent + child runs (metrics, figures, embeddings)
         -> leaderboard (per trial, and per method over seeds) -> label-free selection
         -> UMAP/t-SNE of the selected and the oracle trial, into their runs (musicvae.trial_projection),
-           computed side by side as Ray tasks with the β grid's (project_ahead)
+           computed side by side as Ray tasks with the β grid's (start_projections)
         -> summary figures (metrics heatmap, β grid)
 """
 
@@ -165,14 +165,23 @@ def models_store(cfg: SweepConfig, run_name: str) -> str | None:
     return None if (root := projection_cache(cfg)) is None else str(Path(root) / "trained" / run_name)
 
 
+def replica_plan(cfg: SweepConfig) -> list[dict[str, Any]]:
+    """The configurations whose seeds of a model are trained together (musicvae.trained_models): a grid's points.
+
+    Other samplers draw each trial as it comes, so a trial cannot know which other seeds of its model will run.
+    """
+    return cfg.fixed_points[: cfg.num_samples] if cfg.search.sampler == "grid" and cfg.trials.replicas else []
+
+
 def build_trainable(cfg: SweepConfig, data: FeatureSet, run_name: str) -> Any:
     from ray import tune
 
     resources = cfg.resources
     options = {"trials": cfg.trials, "resources": resources, "cache_dir": projection_cache(cfg), "selection": cfg.selection}
+    options.update(models_dir=models_store(cfg, run_name), plan=replica_plan(cfg))
     return tune.with_resources(
         # The data goes to the object store once; every trial reads it from there.
-        tune.with_parameters(trainable.tune_trainable, data=data, models_dir=models_store(cfg, run_name), **options),
+        tune.with_parameters(trainable.tune_trainable, data=data, **options),
         # A fractional GPU (e.g. 0.25) packs several small models on one GPU.
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
@@ -193,10 +202,15 @@ def _tune_environment() -> None:
     # "View detailed results" even at verbose=0; its older engine at verbose=0
     # prints nothing, and our progress bar (musicvae.progress) takes its place.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if console.verbose() else "0"
+    # Tune's own logs of every result: its JSON and CSV files (build_tuner adds them back: Tune's
+    # ExperimentAnalysis reads them), not TensorBoard's, which MLflow replaces. Writing those took
+    # the driver 3 to 8 CPU seconds of sweeps/hard.yaml's 44 (py-spy), beside the trials on 2 cores.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
 
 
 def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: str | None = None) -> Any:
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     run_name = run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     _tune_environment()
@@ -217,7 +231,7 @@ def build_tuner(cfg: SweepConfig, data: FeatureSet, callbacks: list, run_name: s
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=locations.storage_root(cfg.storage_path),
-            callbacks=callbacks,
+            callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],  # Tune's result files (see _tune_environment)
             # Restarts of a trial whose worker died; the trial's own errors are results (tune_trainable).
             failure_config=tune.FailureConfig(max_failures=cfg.trials.max_retries),
             # Every checkpoint is kept while the sweep runs, and all but each trial's last are pruned once it ends
@@ -285,26 +299,44 @@ def select_sweep(cfg: SweepConfig, table: pd.DataFrame, checkpoints: dict[str, A
     return select_methods(table, clusters, embeddings, data.features, cfg.selection, cfg.search.primary, cfg.search.resolved_mode)
 
 
-def project_ahead(jobs: list[Any], cache_dir: Path | None) -> None:
-    """The UMAPs and t-SNEs the figures after the sweep will draw, computed side by side as Ray tasks (a CPU each), into the projection cache.
+def start_projections(jobs: list[Any], cache_dir: Path | None, started: dict | None = None) -> dict:
+    """Start the UMAPs and t-SNEs the figures after the sweep will draw, side by side as Ray tasks (a CPU each).
 
     One after another in the driver they took 90 s of sweeps/hard.yaml's 560
     (ten UMAPs and two t-SNEs of 3000 tracks, after UMAP's 26 s of numba
     compilation). ``jobs`` are :data:`musicvae.trial_projection.Projection`s;
-    the coordinates come back here and the driver stores them, because a task
-    may have run on another node. No cache (a remote cache_dir): the figures compute their own.
+    ``started`` holds those already running (a job asked for twice runs once).
+    Nothing without a cache (a remote cache_dir): the figures compute their own.
+    Returns ``started`` with these, for :func:`store_projections`.
     """
     import ray
 
     from musicvae.projection import project
+
+    started = {} if started is None else started
+    if cache_dir is None:
+        return started
+    task = ray.remote(num_cpus=1)(project)
+    for z, method, seed in jobs:
+        key = (hashlib.blake2b(z.tobytes(), digest_size=16).hexdigest(), method, seed)
+        if key not in started:
+            started[key] = ((z, method, seed), task.remote(z, method, seed=seed))
+    return started
+
+
+def store_projections(started: dict, cache_dir: Path | None) -> None:
+    """Wait for :func:`start_projections`' tasks and put their coordinates into the projection cache.
+
+    The coordinates come back here and the driver stores them, because a task may have run on another node.
+    """
+    import ray
+
     from musicvae.trial_projection import store_projection
 
-    if cache_dir is None or not jobs:
+    if cache_dir is None or not started:
         return
-    unique = {(hashlib.blake2b(z.tobytes(), digest_size=16).hexdigest(), method, seed): (z, method, seed) for z, method, seed in jobs}
-    task = ray.remote(num_cpus=1)(project)
-    coordinates = ray.get([task.remote(z, method, seed=seed) for z, method, seed in unique.values()])
-    for job, coords in zip(unique.values(), coordinates):
+    coordinates = ray.get([reference for _, reference in started.values()])
+    for (job, _), coords in zip(started.values(), coordinates):
         store_projection(job, coords, cache_dir)
 
 
@@ -374,15 +406,17 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
                 report += f"\n\nPareto front over {', '.join(cfg.search.metrics)} (method means):\n\n" + format_methods(front)
                 texts["pareto.csv"] = front.to_csv(index=False)
             checkpoints = {Path(r.path).name: r.checkpoint for r in results if r.path and r.checkpoint}
+            projections = Path(root) / "projections" if (root := projection_cache(cfg)) else None  # the trials' own cache
+            # The β grid's projections need no selection: they run beside it, which is the driver's alone.
+            beta_grid = summary.beta_grid_projections(table, methods, checkpoints, cfg.trials.figure_points) if cfg.trials.beta_grid else []
+            ahead = start_projections(beta_grid, projections)
             selection = select_sweep(cfg, table, checkpoints, data)
             report += "\n\n" + selection.summary()
             texts.update({"leaderboard.txt": report, "selection.csv": selection.scores.to_csv(index=False)})
             tracking.log_summary(client, parent.run_id, {**parent_run.summary_metrics(table, methods), **parent_run.selection_metrics(selection)}, texts)
             tracking.tag_selection(client, parent.run_id, selection, cfg.description)
-            projections = Path(root) / "projections" if (root := projection_cache(cfg)) else None  # the trials' own cache
-            ahead = trial_projection.selected_projections(table, selection, checkpoints, cfg.trials)
-            ahead += summary.beta_grid_projections(table, methods, checkpoints, cfg.trials.figure_points) if cfg.trials.beta_grid else []
-            project_ahead(ahead, projections)
+            selected = trial_projection.selected_projections(table, selection, checkpoints, cfg.trials)
+            store_projections(start_projections(selected, projections, ahead), projections)
             trial_projection.project_selected(parent, table, selection, checkpoints, cfg.trials, projections)  # the trials the report shows
             with tempfile.TemporaryDirectory() as figures:
                 summary.sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points, cfg.trials.beta_grid, projections)

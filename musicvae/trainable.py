@@ -42,13 +42,15 @@ def tune_trainable(
     cache_dir: str | None = None,
     selection: SelectionConfig | None = None,
     models_dir: str | None = None,
+    plan: list[dict[str, Any]] | None = None,
 ) -> None:
     """A Tune function trainable: per-epoch losses with periodic checkpoints, then the metrics and artifacts.
 
     A restarted trial (a retry after a crash, or a resumed sweep) finds its
     last checkpoint with ``tune.get_checkpoint()`` and continues training
     from that epoch instead of starting over. ``models_dir`` is the sweep run's
-    store of trained models, shared by the trials that only cluster differently
+    store of trained models, shared by the trials that only cluster differently,
+    and ``plan`` the grid's points, whose seeds of a model train together
     (:mod:`musicvae.trained_models`).
     """
     import ray
@@ -80,7 +82,7 @@ def tune_trainable(
 
     try:
         with tempfile.TemporaryDirectory() as directory:
-            hooks = {"device": resources.device, "on_epoch": on_epoch, "resume": resume, "models_dir": Path(models_dir) if models_dir else None}
+            hooks = {"device": resources.device, "on_epoch": on_epoch, "resume": resume, "models_dir": Path(models_dir) if models_dir else None, "plan": plan}
             cache = Path(cache_dir) if cache_dir else None
             result, timing = run_and_save(params, data, Path(directory) / "artifacts", trials, selection=selection, cache_dir=cache, **hooks)
             report_checkpoint({**result.metrics, **timing, **node, "notes": result.notes}, directory)

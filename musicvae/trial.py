@@ -32,11 +32,10 @@ from musicvae.disentanglement import DisentanglementReport, analyse_latents
 from musicvae.idec import refine
 from musicvae.manifold import clustering_space
 from musicvae.metrics import DEGENERATE_SHARE, all_metrics, input_metrics, sample_rows
-from musicvae.models import build_model
 from musicvae.models.pca import pca_embedding
 from musicvae.models.vade import VaDE
 from musicvae.params import K_CLUSTERERS, TrialParams, model_title, trial_title
-from musicvae.training import EpochStats, TrainingState, encode, pick_device, seed_everything, train_model
+from musicvae.training import EpochStats, TrainingState, pick_device, seed_everything
 from musicvae.trial_projection import save_projection
 
 
@@ -89,6 +88,7 @@ class Embedded:
     history: list[EpochStats] = field(default_factory=list, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
     shared: bool = False  # read from the sweep's trained models (:mod:`musicvae.trained_models`), not trained by this trial
+    note: str = ""  # what fit_seconds is, where it is not this trial's own training time
 
 
 def embed(
@@ -100,13 +100,15 @@ def embed(
     resume: TrainingState | None = None,
     checkpoint_every: int = 0,
     models_dir: Path | None = None,
+    plan: list[dict[str, Any]] | None = None,
 ) -> Embedded:
     """The representation: the features themselves, PCA, or a trained model's posterior means.
 
     With ``models_dir`` a neural model is trained once for all the trials that
-    cluster it differently (:mod:`musicvae.trained_models`): one found there is
+    cluster it differently, and together with the seeds the sweep's ``plan``
+    trains it under (:mod:`musicvae.trained_models`): one found there is
     loaded, and its epochs are replayed to ``on_epoch`` so a scheduler sees the
-    same curve; one trained here is stored there.
+    same curve; those trained here are stored there.
     """
     seed_everything(params.seed)
     start = time.perf_counter()
@@ -118,36 +120,10 @@ def embed(
         return Embedded(embedding, {**metrics, "fit_seconds": time.perf_counter() - start})
     torch_device = pick_device(device)
     inputs = model_inputs(params, data)
-    n_components = params.n_clusters or data.n_labels
-    model = build_model(params, inputs, n_components=n_components)
-    key = trained_models.model_key(params, inputs, n_components, torch_device) if models_dir is not None else ""
-    if (stored := trained_models.load(models_dir, key)) is not None:
-        model.load_state_dict(stored.state)
-        for stats in stored.history if on_epoch is not None else ():
-            on_epoch(stats, None)
-        return Embedded(stored.embedding, stored.metrics, stored.logvar, stored.history, model.to(torch_device), shared=True)
-    history = train_model(
-        model,
-        inputs,
-        beta=0.0 if params.model == "ae" else params.beta,
-        kl_warmup_epochs=params.kl_warmup_epochs,
-        free_bits=params.free_bits,
-        epochs=params.epochs,
-        lr=params.lr,
-        batch_size=params.batch_size,
-        val_fraction=params.val_fraction,
-        seed=params.seed,
-        device=torch_device,
-        resume=resume,
-        checkpoint_every=checkpoint_every,
-        on_epoch=on_epoch,
-    )
-    embedding, logvar = encode(model, inputs, torch_device)
-    last = history[-1]
-    metrics.update(val_loss=last.val_loss, reconstruction=last.reconstruction, kl=last.kl, fit_seconds=time.perf_counter() - start)
-    state = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
-    trained_models.save(models_dir, key, trained_models.TrainedModel(state, embedding, logvar, history, metrics))
-    return Embedded(embedding, metrics, logvar, history, model)
+    options = {"directory": models_dir, "plan": plan, "resume": resume, "checkpoint_every": checkpoint_every, "on_epoch": on_epoch}
+    got = trained_models.obtain(params, inputs, params.n_clusters or data.n_labels, torch_device, **options)
+    trained = got.trained
+    return Embedded(trained.embedding, trained.metrics, trained.logvar, trained.history, got.model, got.shared, got.note)
 
 
 def evaluate(
@@ -162,10 +138,11 @@ def evaluate(
     """Cluster the embedding and score it: own-space metrics, the label-free scores selection compares, labels if known.
 
     The clusterer gets :func:`~musicvae.manifold.clustering_space` of the
-    embedding (pooled by metadata group, mapped by UMAP, when configured;
-    UMAP fits cached in ``cache_dir``); clusterer ``idec`` instead refines a
-    copy of the trained model and clusters its refined embedding, and ``vade``
-    reads VaDE's own q(c|x). The latent analysis is of the model's own embedding.
+    embedding (pooled by metadata group, mapped by UMAP, when configured);
+    clusterer ``idec`` instead refines a copy of the trained model and
+    clusters its refined embedding, and ``vade`` reads VaDE's own q(c|x). The
+    latent analysis is of the model's own embedding. UMAP fits and the latent
+    analysis's mutual information are cached in ``cache_dir``.
 
     Besides the metrics in the trial's own embedding it records the same
     clustering scored in the z-scored inputs on the sweep's shared row sample
@@ -197,12 +174,12 @@ def evaluate(
     options["eps"] = clustering.params.get("eps", params.eps)  # both subsamples use the radius chosen on all rows
     metrics["resample_stability"] = resample_stability(embedding, stability_method, n_clusters, params.seed, selection.subsample, **options)
     metrics["selection_seconds"] = time.perf_counter() - start
-    latents = analyse_latents(embedded.embedding, embedded.logvar, data.labels, seed=params.seed)
+    latents = analyse_latents(embedded.embedding, embedded.logvar, data.labels, seed=params.seed, cache_dir=cache_dir)
     metrics.update(scores.values, **comparable.values, **latents.metrics(), **{f"chosen_{k}": v for k, v in clustering.params.items()})
     metrics.update(embedding_dim=float(embedding.shape[1]), trial_seconds=metrics["fit_seconds"] + metrics["space_seconds"] + metrics["cluster_seconds"])
     if n_clusters is not None:
         metrics["n_clusters"] = float(n_clusters)
-    notes = {**scores.notes, **comparable.notes, **({"fit_seconds": trained_models.SHARED_NOTE} if embedded.shared else {})}
+    notes = {**scores.notes, **comparable.notes, **({"fit_seconds": embedded.note} if embedded.note else {})}
     return TrialResult(metrics, notes, embedding, clustering.labels, latents, embedded.history, embedded.model)
 
 

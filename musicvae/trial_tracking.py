@@ -7,7 +7,9 @@ each other's runs and a SQLite store has a single writer.
 Ray ships ``MLflowLoggerCallback``, but it writes every metric of every result
 with its own call (about 20 round trips per epoch here, each a SQLite commit),
 logs Ray's bookkeeping fields as metrics and cannot nest runs under a parent.
-:class:`MLflowTrialCallback` does the same job with one ``log_batch`` per result.
+:class:`MLflowTrialCallback` does the same job with one ``log_batch`` per run
+every few seconds: a trial's per-epoch losses are gathered for
+:data:`FLUSH_SECONDS` and logged together, its final result at once.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ RAY_FIELDS = frozenset(
 )
 
 
+# A run's per-epoch metrics wait at most this long to be logged, together. One log_batch per result was
+# 2 500 SQLite commits for sweeps/hard.yaml, the largest share of the driver's CPU (profiled), taken from
+# the trials on a small machine. What a driver killed in between had not logged, a resume logs from Tune's
+# own record of the trial (sync_trials).
+FLUSH_SECONDS = 5.0
+
+
 def _metrics(result: dict[str, Any], step: int) -> list[Metric]:
     now = int(time.time() * 1000)
     return [
@@ -63,10 +72,35 @@ class MLflowTrialCallback(tune.Callback):
         self.run_ids: dict[str, str] = {}
         self.nodes: dict[str, str] = {}  # trial id -> the Ray node it last reported from
         self.restarts: dict[str, int] = {}
+        self.pending: dict[str, tuple[float, list[Metric], list[RunTag]]] = {}  # run id -> since when, what waits to be logged
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks into the sweep's state: without the client, and without what waits (a resume logs it from Tune's record)."""
+        return {**vars(self), "_client": None, "pending": {}}
 
     @property
     def client(self) -> MlflowClient:
-        return MlflowClient(self.tracking_uri)
+        if getattr(self, "_client", None) is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def _log(self, run_id: str, metrics: list[Metric], tags: list[RunTag], now: bool) -> None:
+        """Add to what the run has waiting, and log it all (at most 1000 metrics a batch, MLflow's limit) when ``now`` or when due."""
+        self.__dict__.setdefault("pending", {})  # a callback pickled before there was a buffer
+        since, waiting, waiting_tags = self.pending.get(run_id, (time.monotonic(), [], []))
+        waiting, waiting_tags = waiting + metrics, waiting_tags + tags
+        if not (now or time.monotonic() - since >= FLUSH_SECONDS):
+            self.pending[run_id] = (since, waiting, waiting_tags)
+            return
+        for start in range(0, max(len(waiting), 1), 1000):
+            self.client.log_batch(run_id, metrics=waiting[start : start + 1000], tags=waiting_tags if start == 0 else [])
+        self.pending.pop(run_id, None)  # only once logged: a failed call leaves it for the next
+
+    def flush(self, run_id: str | None = None) -> None:
+        """Log what waits: for one run, or for every run."""
+        for waiting in [run_id] if run_id else list(self.__dict__.get("pending", {})):
+            if waiting in self.pending:
+                self._log(waiting, [], [], now=True)
 
     def _existing_run(self, trial_id: str) -> str | None:
         """The child run a trial already has: after a resume this callback is new, the runs are not."""
@@ -111,17 +145,33 @@ class MLflowTrialCallback(tune.Callback):
             self.client.delete_tag(run_id, ERROR_TAG)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        """The result's metrics, gathered for up to FLUSH_SECONDS with the run's others.
+
+        At once: a trial's first result, or its first from another node (the ``ray.node_id`` tag says where it
+        runs, and fault tests read it to see a trial under way), and its final result (scored or failed).
+        """
         run_id = self._run_for(trial)
         tags = []
         node = result.get("node_id")
         if node and self.nodes.get(trial.trial_id) != node:  # where it runs now (a restart may move it)
             self.nodes[trial.trial_id] = node
             tags.append(RunTag("ray.node_id", node))
-        self.client.log_batch(run_id, metrics=_metrics(result, int(result.get("training_iteration", 0))), tags=tags)
+        final = "trial_seconds" in result or bool(result.get("failed"))
+        self._log(run_id, _metrics(result, int(result.get("training_iteration", 0))), tags, now=final or bool(tags))
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Log what has waited FLUSH_SECONDS, also for a trial that reports nothing new (a long epoch)."""
+        for run_id, (since, _, _) in list(self.__dict__.get("pending", {}).items()):
+            if time.monotonic() - since >= FLUSH_SECONDS:
+                self.flush(run_id)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.flush()
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune restarts a trial whose worker died: count it on the run (the run stays the same)."""
         run_id = self._run_for(trial)
+        self.flush(run_id)  # the epochs before the crash
         if trial.trial_id not in self.restarts:  # counted on the run before a resume or a refit
             self.restarts[trial.trial_id] = int(self.client.get_run(run_id).data.tags.get(RESTARTS_TAG, 0))
         self.restarts[trial.trial_id] += 1
@@ -137,6 +187,7 @@ class MLflowTrialCallback(tune.Callback):
         sweep's storage (local or a pyarrow URI) when this is called.
         """
         run_id = self._run_for(trial)
+        self.flush(run_id)
         result = trial.last_result or {}
         outcome = result_outcome(result)  # Tune calls this while the trial's status still says RUNNING
         if outcome == "FAILED":
@@ -159,6 +210,7 @@ class MLflowTrialCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune gave up on the trial: its worker died more often than ``trials.max_retries``."""
         run_id = self._run_for(trial)
+        self.flush(run_id)
         self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, trial_error(trial))])
         self.client.set_terminated(run_id, status="FAILED")
 

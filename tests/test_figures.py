@@ -65,6 +65,25 @@ def test_project_is_deterministic_for_a_seed(data, coords, method):
     assert np.array_equal(project(embedding, method, seed=0), coords[method])
 
 
+def test_umap_given_its_neighbours_draws_what_its_own_search_draws(data):
+    """project() hands UMAP the nearest neighbours it found itself (a partial sort): the very coordinates of umap's own search."""
+    import warnings
+
+    from sklearn.metrics import pairwise_distances
+
+    from musicvae.manifold import import_umap
+    from musicvae.projection import nearest
+
+    embedding, _ = data
+    distances = pairwise_distances(embedding.astype(np.float32))
+    index, near, _ = nearest(distances, 15)
+    assert (index[:, 0] == np.arange(len(embedding))).all() and (np.diff(near, axis=1) >= 0).all()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        own = import_umap().UMAP(n_neighbors=15, min_dist=0.1, random_state=0, n_jobs=1, metric="precomputed").fit_transform(distances)
+    np.testing.assert_array_equal(project(embedding, "umap", seed=0), own.astype(np.float32))
+
+
 def test_project_draws_low_dimensional_embeddings_as_they_are():
     column = np.arange(6, dtype=np.float64)[:, None]
     xy = project(column, "umap")

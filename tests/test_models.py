@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -206,6 +208,44 @@ def test_the_multimodal_elbo_adds_each_expert_alone() -> None:
     torch.manual_seed(3)
     assert torch.allclose(with_free_bits.loss, sum(floored(b) for b in (batch, audio_only, text_only)))
     assert torch.allclose(with_free_bits.kl, terms.kl)  # the reported KL is the true one
+
+
+def test_an_expert_alone_is_what_masking_the_other_out_gives_to_the_bit() -> None:
+    """A subset's batch holds one modality and the other is not computed at all: the loss and every gradient are
+    those of the whole model with the other expert and its error multiplied by zero, exactly (zeros add nothing)."""
+    torch.manual_seed(0)
+    net = MultimodalVAE(text_dim=16, latent_dim=4, hidden_dim=16, n_features=10)
+    batch = {"features": torch.randn(6, 10), "text": torch.randn(6, 16), "text_mask": torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])}
+
+    def masked(audio_mask: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        audio_mu, audio_logvar = net.audio_encoder(batch["features"])
+        text_mu, text_logvar = net.text_encoder(batch["text"])
+        mu, logvar = product_of_experts([audio_mu, text_mu], [audio_logvar, text_logvar], [audio_mask.unsqueeze(1), text_mask.unsqueeze(1)])
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        audio = ((net.audio_decoder(z) - batch["features"]) ** 2).sum(1) * audio_mask
+        text = ((net.text_decoder(z) - batch["text"]) ** 2).sum(1) * text_mask
+        return (net.audio_weight * audio + net.text_scale * text).mean(), kl_divergence(mu, logvar).mean(0).sum()
+
+    def summed() -> torch.Tensor:  # joint, audio alone, text alone, added up as elbo adds them
+        reconstruction, kl = masked(ones, present)
+        loss = reconstruction + 2.0 * kl
+        for audio_mask, text_mask in ((ones, zeros), (zeros, present)):
+            reconstruction, kl = masked(audio_mask, text_mask)
+            loss = loss + reconstruction + 2.0 * kl
+        return loss
+
+    def loss_and_grads(loss: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        net.zero_grad()
+        torch.manual_seed(3)
+        value = loss()
+        value.backward()
+        return value.detach(), [p.grad.clone() for p in net.parameters()]
+
+    ones, zeros, present = torch.ones(6), torch.zeros(6), batch["text_mask"]
+    ours = loss_and_grads(lambda: elbo(net, batch, beta=2.0).loss)
+    theirs = loss_and_grads(summed)
+    assert torch.equal(ours[0], theirs[0])
+    assert all(torch.equal(a, b) for a, b in zip(ours[1], theirs[1]))
 
 
 # --------------------------------------------------- determinism and resume

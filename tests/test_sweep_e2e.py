@@ -315,3 +315,60 @@ def test_trials_that_cluster_one_model_differently_train_it_once(tmp_path: Path)
     assert shared == {"agglomerative", "dbscan"}  # the grid's order: kmeans first
     assert len({result["val_loss"] for result in results.last.values()}) == 1  # one model
     assert results.epochs == {"kmeans": 6, "agglomerative": 6, "dbscan": 6}  # a shared model's epochs are replayed to Tune
+
+
+class SeedResults(tune.Callback):
+    """Every trial's per-epoch results by (seed, clusterer), and its last one."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[tuple, list[tuple[int, int]]] = {}
+        self.last: dict[tuple, dict] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        key = (trial.config["seed"], trial.config["clusterer"])
+        if "epoch" in result and "trial_seconds" not in result:
+            self.epochs.setdefault(key, []).append((result["pid"], result["epoch"]))
+        self.last[key] = result
+
+
+@pytest.mark.slow
+def test_a_methods_seeds_train_together_and_a_crash_resumes_every_one(tmp_path: Path) -> None:
+    """The grid's first trial trains seeds 0, 1 and 2 as one vectorised model; SIGKILLed at epoch 5 it resumes all three
+    from its epoch-3 checkpoint, and every trial's result is the one an uninterrupted sweep gives."""
+    from musicvae.sweep import build_tuner, models_store
+
+    data = three_genres(per_genre=40, n_features=8)
+
+    def sweep(name: str, callbacks: list) -> None:
+        cfg = parse_sweep(
+            {
+                "name": name,
+                "data": {"cache_dir": str(tmp_path / "cache")},
+                "space": {"model": "vae", "latent_dim": 4, "epochs": 8, "clusterer": ["kmeans", "agglomerative"], "seed": [0, 1, 2]},
+                "search": {"sampler": "grid", "max_concurrent_trials": 1},
+                "trials": {"figures": [], "checkpoint_every": 3, "max_retries": 1},
+                "storage_path": str(tmp_path / "ray_results"),
+            }
+        )
+        ray.init(num_cpus=2, include_dashboard=False)
+        try:
+            build_tuner(cfg, data, callbacks, name).fit()
+        finally:
+            ray.shutdown()
+        assert len(list(Path(models_store(cfg, name)).glob("*.pt"))) == 3 and not list(Path(models_store(cfg, name)).glob("*.claim"))
+
+    killer, crashed, straight = KillOnce(epoch=5), SeedResults(), SeedResults()
+    sweep("crashed", [killer, crashed])
+    sweep("straight", [straight])
+
+    assert killer.killed and len(crashed.last) == 6 and all(r.get("trial_seconds") for r in crashed.last.values())
+    notes = {key: result["notes"]["fit_seconds"] for key, result in crashed.last.items()}
+    assert notes.pop((0, "kmeans")).startswith("trained as one vectorised model with seeds 0, 1, 2")  # the grid's first trial
+    assert all(note.startswith("trained by another trial as one vectorised model") for note in notes.values())
+    seen = crashed.epochs[(0, "kmeans")]
+    before = [epoch for pid, epoch in seen if pid == seen[0][0]]
+    after = [epoch for pid, epoch in seen if pid != seen[0][0]]
+    last_checkpoint = 3 * (before[-1] // 3)  # epoch 3, unless the worker got to checkpoint epoch 6 before the kill landed
+    assert before[:5] == [1, 2, 3, 4, 5] and last_checkpoint >= 3 and after == list(range(last_checkpoint + 1, 9))
+    for key, result in straight.last.items():
+        assert all(result[m] == crashed.last[key][m] for m in ("val_loss", "ari", "silhouette", "input_silhouette")), key

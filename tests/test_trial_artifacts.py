@@ -54,7 +54,7 @@ def test_a_trial_draws_no_projection_by_default(tmp_path) -> None:
     x, labels = blobs()
     data = feature_set(x, labels)
     run_and_save(TrialParams(model="pca", latent_dim=4), data, tmp_path, TrialsConfig(), cache_dir=tmp_path / "cache")
-    assert not (tmp_path / "projection.parquet").exists() and not list((tmp_path / "cache").rglob("*.npy"))
+    assert not (tmp_path / "projection.parquet").exists() and not list((tmp_path / "cache" / "projections").rglob("*.npy"))
     assert [p.name for p in (tmp_path / "figures").iterdir()] == ["latents.png"]
 
 

@@ -138,7 +138,7 @@ def test_report_figures_draws_a_trials_projection_into_its_own_run(store, tmp_pa
 def test_projections_computed_ahead_in_ray_tasks_are_the_ones_the_driver_draws(store, tmp_path, local_ray, monkeypatch) -> None:
     """The sweep computes the after-sweep projections side by side in Ray tasks; the figures then find every one in the cache."""
     from musicvae import projection
-    from musicvae.sweep import project_ahead
+    from musicvae.sweep import start_projections, store_projections
     from musicvae.trial_projection import selected_projections
 
     uri, client, experiment_id = store
@@ -148,7 +148,7 @@ def test_projections_computed_ahead_in_ray_tasks_are_the_ones_the_driver_draws(s
     trials, ahead, serial = TrialsConfig(figure_points=100), tmp_path / "ahead", tmp_path / "serial"
     jobs = selected_projections(table, selection(WINNER, ORACLE), checkpoints, trials)
     assert [(method, seed) for _, method, seed in jobs] == [("umap", 0), ("tsne", 0)] * 2  # the winner's seed-0 trial, the oracle's
-    project_ahead(jobs + jobs[:1], ahead)  # a job asked for twice is computed once
+    store_projections(start_projections(jobs[2:], ahead, start_projections(jobs + jobs[:1], ahead)), ahead)  # a job asked for again runs once
     assert len(list(ahead.glob("*.npy"))) == 4
 
     computed = []

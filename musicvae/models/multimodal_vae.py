@@ -18,7 +18,11 @@ Training uses MVAE's sub-sampled ELBO: besides the joint ELBO, the ELBO of
 each expert alone (audio only, text only, each reconstructing its own
 modality). Without them the joint posterior may lean on one expert and the
 other never learns to place a track by itself; :func:`~musicvae.models.vae.elbo`
-adds the terms of :meth:`MultimodalVAE.subsets`.
+adds the terms of :meth:`MultimodalVAE.subsets`. A subset's batch holds only
+its modality, and a modality absent from a batch is neither encoded nor
+decoded: its expert and its error would only be multiplied by zero. That
+is a third less work per step than masking it out, with the same numbers to
+the bit (an exact zero added changes no sum; ``tests/test_models.py``).
 """
 
 from __future__ import annotations
@@ -30,12 +34,12 @@ from musicvae.models.conv_vae import ConvDecoder, ConvEncoder
 from musicvae.models.vae import Batch, GaussianHead, Output, mlp_decoder, mlp_encoder, sample, squared_error
 
 
-def product_of_experts(mus: list[torch.Tensor], logvars: list[torch.Tensor], masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian experts multiplied with a N(0, I) prior; a mask of 0 removes that expert for that track."""
+def product_of_experts(mus: list[torch.Tensor], logvars: list[torch.Tensor], masks: list[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian experts multiplied with a N(0, I) prior; a mask of 0 removes that expert for that track (None: every track has it)."""
     precision = torch.ones_like(mus[0])  # the prior's
     weighted_mean = torch.zeros_like(mus[0])
     for mu, logvar, mask in zip(mus, logvars, masks):
-        expert_precision = torch.exp(-logvar) * mask
+        expert_precision = torch.exp(-logvar) if mask is None else torch.exp(-logvar) * mask
         precision = precision + expert_precision
         weighted_mean = weighted_mean + mu * expert_precision
     return weighted_mean / precision, -torch.log(precision)
@@ -86,23 +90,30 @@ class MultimodalVAE(nn.Module):
         self.text_scale = text_weight * n_audio / text_dim  # see the module docstring
 
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        audio_mu, audio_logvar = self.audio_encoder(batch[self.audio_key])
-        text_mu, text_logvar = self.text_encoder(batch["text"])
-        present = batch["text_mask"].unsqueeze(1)
-        audio = batch["audio_mask"].unsqueeze(1) if "audio_mask" in batch else torch.ones_like(present)
-        return product_of_experts([audio_mu, text_mu], [audio_logvar, text_logvar], [audio, present])
+        """The product of the experts of the modalities in ``batch`` (audio for every track, text where ``text_mask`` is 1)."""
+        experts = []  # (mu, logvar, mask) per modality in the batch
+        if self.audio_key in batch:
+            experts.append((*self.audio_encoder(batch[self.audio_key]), None))
+        if "text" in batch:
+            experts.append((*self.text_encoder(batch["text"]), batch["text_mask"].unsqueeze(1)))
+        mus, logvars, masks = zip(*experts)
+        return product_of_experts(list(mus), list(logvars), list(masks))
 
     def subsets(self, batch: Batch) -> list[Batch]:
-        """The sub-sampled ELBO's batches: audio alone (no text expert, no text term), text alone (no audio expert, no audio term)."""
-        ones = torch.ones_like(batch["text_mask"])
-        return [{**batch, "text_mask": torch.zeros_like(ones)}, {**batch, "audio_mask": torch.zeros_like(ones)}]
+        """The sub-sampled ELBO's batches: the audio alone, the text alone (each expert by itself, reconstructing its own modality)."""
+        return [{self.audio_key: batch[self.audio_key]}, {"text": batch["text"], "text_mask": batch["text_mask"]}]
 
     def forward(self, batch: Batch) -> Output:
         mu, logvar = self.encode(batch)
         z = sample(mu, logvar)
-        return Output({self.audio_key: self.audio_decoder(z), "text": self.text_decoder(z)}, mu, logvar)
+        decoders = {self.audio_key: self.audio_decoder, "text": self.text_decoder}
+        return Output({key: decode(z) for key, decode in decoders.items() if key in batch}, mu, logvar)
 
     def reconstruction(self, batch: Batch, out: Output) -> torch.Tensor:
-        audio = squared_error(batch[self.audio_key], out.recon[self.audio_key]) * batch.get("audio_mask", 1.0)
-        text = squared_error(batch["text"], out.recon["text"]) * batch["text_mask"]  # no text, no text error
-        return self.audio_weight * audio + self.text_scale * text
+        """The weighted squared error of each modality in ``batch``; no text, no text error."""
+        terms = []
+        if self.audio_key in batch:
+            terms.append(self.audio_weight * squared_error(batch[self.audio_key], out.recon[self.audio_key]))
+        if "text" in batch:
+            terms.append(self.text_scale * (squared_error(batch["text"], out.recon["text"]) * batch["text_mask"]))
+        return terms[0] if len(terms) == 1 else terms[0] + terms[1]

@@ -9,12 +9,16 @@ every model and β means the same thing everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 Batch = dict[str, torch.Tensor]
+_noise: ContextVar[Callable[[torch.Tensor], torch.Tensor] | None] = ContextVar("musicvae_noise", default=None)
 
 
 @dataclass
@@ -83,10 +87,28 @@ def _kl(model: nn.Module, out: Output, free_bits: float = 0.0) -> torch.Tensor:
 
 
 def sample(mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
-    """The reparameterisation trick; the mean itself for a deterministic encoder."""
+    """The reparameterisation trick; the mean itself for a deterministic encoder.
+
+    The noise comes from torch's global generator, or from the :func:`noise_from` block this runs in.
+    """
     if logvar is None:
         return mu
-    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    draw = _noise.get()
+    return mu + (torch.randn_like(mu) if draw is None else draw(mu)) * torch.exp(0.5 * logvar)
+
+
+@contextmanager
+def noise_from(draw: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Within this block :func:`sample` takes its noise from ``draw(mu)``, not from torch's global generator.
+
+    Seeds trained together (:mod:`musicvae.replicas`) need it: under ``vmap`` one global draw would be
+    one batched draw, not the numbers each seed's own run takes from its own generator.
+    """
+    token = _noise.set(draw)
+    try:
+        yield
+    finally:
+        _noise.reset(token)
 
 
 class GaussianHead(nn.Module):
