@@ -171,7 +171,9 @@ class Harness:
             if not _wait(lambda: _reporting(client, name) or driver.poll() is not None, deadline):
                 return False, ["no trial started in time"]
             if driver.poll() is None:
-                time.sleep(self.rng.uniform(0, 12))
+                # A random moment mid-sweep; for a worker, early in its trial: a run's 4 trials took 13 s in all
+                # once its workers were warm, and a later moment found the sweep over (no fault injected).
+                time.sleep(self.rng.uniform(0, 3 if fault == "actor" else 12))
                 injected = self.inject(fault, driver, name)
             if not _wait(lambda: driver.poll() is not None, deadline):
                 return injected, ["the sweep did not end in time"]
