@@ -265,7 +265,10 @@ def _unfinished(run_path: Path | None) -> bool:
     """Tune's state holds a trial that did not end (or gave up): what ``--resume`` continues."""
     from ray.tune import ExperimentAnalysis
 
-    return run_path is None or any(t.status != "TERMINATED" for t in ExperimentAnalysis(str(run_path)).trials)
+    try:
+        return run_path is None or any(t.status != "TERMINATED" for t in ExperimentAnalysis(str(run_path)).trials)
+    except ValueError:  # a state file cut short by the full disk (JSONDecodeError): let --resume show what it makes of it
+        return True
 
 
 def _run_path(storage: Path, name: str) -> Path | None:
@@ -332,8 +335,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=4, help="runs of each fault kind (default 4)")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, of {', '.join(FAULTS)}")
-    # 250: trials stopped waiting for the driver's MLflow writes (batched since), and 150 epochs ended before a fault could land.
-    parser.add_argument("--epochs", type=int, default=250, help="epochs per trial: long enough for a 30 s outage mid-sweep")
+    # 600: trials got faster (MLflow writes batched, seeds and experts cheaper); at 150 and then 250 epochs a sweep could end
+    # before its fault landed, or (disk) while the disk was still full, leaving Tune's last state file cut short.
+    parser.add_argument("--epochs", type=int, default=600, help="epochs per trial: long enough for a 30 s outage mid-sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the table (and each violation) to this JSON file")
     parser.add_argument("--keep", help="keep logs, stores and Tune state in this folder (default: a temporary one, removed)")
