@@ -281,9 +281,9 @@ def sweep_section(args: argparse.Namespace) -> None:
         both = reference.merge(methods_c, on="method", suffixes=("_ref", "_c"))
         for metric in SWEEP_METRICS:
             difference = (both[f"{metric}_mean_c"] - both[f"{metric}_mean_ref"]).abs()
-            outside = int((difference > both[f"{metric}_std_ref"].fillna(0.0) + 1e-12).sum())
+            outside = both["method"][difference > both[f"{metric}_std_ref"].fillna(0.0) + 1e-12].tolist()
             largest = f"largest |difference| of a method's mean {metric}: {difference.max():.2g}"
-            print(f"c against {name}: {largest}; {outside} of {len(both)} methods beyond its seed spread")
+            print(f"c against {name}: {largest}; {len(outside)} of {len(both)} methods beyond its seed spread" + (f": {', '.join(outside)}" if outside else ""))
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"per-step": per_step, "sweep": sweep_section}

@@ -15,7 +15,7 @@ from conftest import shared_path
 from musicvae.config import TextFeatureConfig
 from musicvae.features.label_scrub import scrub_labels
 from musicvae.features.text import EMBEDDED_TAG_FIELDS, TrackTexts, embed_texts, embedded_tags, read_lyrics, track_texts
-from musicvae.features.text_embedders import resolve_model_path, sentence_embeddings, tfidf_embeddings
+from musicvae.features.text_embedders import length_batches, resolve_model_path, sentence_embeddings, tfidf_embeddings
 from musicvae.sources import fma_track_path
 
 # ------------------------------------------------------------------ helpers
@@ -297,7 +297,7 @@ def ray_embeddings(local_ray, fifty_texts) -> tuple[np.ndarray, float]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HUB_OFFLINE", "1")
         start = time.perf_counter()
-        vectors = sentence_embeddings(texts, missing, batch_size=8)
+        vectors = sentence_embeddings(texts, missing, batch_size=8, on_driver=False)
         return vectors, time.perf_counter() - start
 
 
@@ -324,6 +324,26 @@ def test_sentence_embeddings_over_ray_data(monkeypatch: pytest.MonkeyPatch, fift
     # in one word only, so they are left to the allclose above).
     cross = vectors[~missing][8:] @ direct[8:].T
     assert (cross.argmax(axis=1) == np.arange(len(direct) - 8)).all()
+
+
+def test_the_driver_embeds_what_the_actors_embed(fifty_texts, ray_embeddings) -> None:
+    import torch
+
+    texts, missing = fifty_texts
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # an actor's: its one CPU
+        assert np.array_equal(sentence_embeddings(texts, missing, batch_size=8, on_driver=True), ray_embeddings[0])  # the same batches
+    finally:
+        torch.set_num_threads(threads)
+    # With all the driver's threads, float rounding apart.
+    np.testing.assert_allclose(sentence_embeddings(texts, missing, batch_size=8, on_driver=True), ray_embeddings[0], atol=1e-6)
+
+
+def test_length_batches_put_texts_of_like_length_together() -> None:
+    texts = ["a", "ccc", "", "bb", "dddd", "ee"]
+    batches = length_batches(texts, np.array([0, 1, 3, 4, 5]), 2)
+    assert [b.tolist() for b in batches] == [[4, 1], [3, 5], [0]]  # longest first, ties in input order; row 2 not asked for
 
 
 def test_embed_texts_with_a_user_given_model_path(local_ray, monkeypatch: pytest.MonkeyPatch, ray_embeddings, fifty_texts) -> None:
