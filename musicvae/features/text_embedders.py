@@ -205,13 +205,11 @@ def sentence_embeddings(
     if on_driver is None:
         gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0  # not started: this machine's GPU, if any
         on_driver = rows.size < DRIVER_BELOW and gpus == 0
-    out: np.ndarray | None = None
     if on_driver:
         model = _load_model(path)
-        for batch in batches:
-            vectors = _encode(model, [str(texts[i]) for i in batch])
-            out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32) if out is None else out
-            out[batch] = vectors
+        parts = [_encode(model, [str(texts[i]) for i in batch]) for batch in batches]
+        out = np.zeros((len(texts), parts[0].shape[1]), dtype=np.float32)
+        out[np.concatenate(batches)] = np.vstack(parts)
         return out
     if not ray.is_initialized():
         ray.init(include_dashboard=False)
@@ -236,7 +234,7 @@ def sentence_embeddings(
         num_cpus=actor_cpus,
         num_gpus=actor_gpus,
     )
-    seen = 0
+    out, seen = None, 0
     for part in ds.iter_batches(batch_size=None, batch_format="numpy"):
         vectors = np.asarray(part["embedding"], dtype=np.float32)
         if out is None:
