@@ -6,6 +6,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# musicnn's pretrained weights ship in its wheel; its own requirements (TensorFlow, numpy < 1.17) are not ours:
+# musicvae reads the checkpoints without TensorFlow, so the package is installed without its dependencies.
+MUSICNN := musicnn==0.1.0
 CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints/cpu.txt)
 
 .PHONY: install demo test test-fast lint clean
@@ -14,6 +17,7 @@ $(BIN)/.installed: pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(MUSICNN)
 	touch $@
 
 install: $(BIN)/.installed

@@ -146,7 +146,7 @@ def run_grid(name: str, cache: Path, workers: int, fresh: bool, seeds: int | Non
             records.append(TrialRecord(trial, "OK", config, metrics))
             clusters[trial] = saved[f"clusters{j}"]
             embeddings[trial] = saved["embedding"]
-    return trial_table(records, "silhouette", "max"), clusters, embeddings, data.features
+    return trial_table(records, "silhouette", "max"), clusters, embeddings, data.inputs
 
 
 CACHE_VERSION = "3"  # bump when a trial's metrics change, so cached trials are recomputed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -47,6 +47,7 @@ class Explored:
     trial: str
     tracks: pd.DataFrame  # track_id, cluster, genre, artist, title, audio, z.. ; x and y where projected
     projection: str  # "umap", "tsne" or "computed umap"
+    cluster_tags: dict[int, str] = field(default_factory=dict)  # cluster -> musicnn's most distinctive tags ("MSD: rock, punk, metal")
 
 
 def _colour(i: int) -> str:

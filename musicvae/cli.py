@@ -98,6 +98,12 @@ def describe_plan(cfg: SweepConfig) -> str:
             f"Features: {', '.join(audio.features)}; MFCC {audio.stats} of {audio.n_mfcc} coefficients, {audio.duration or 'whole'} s "
             f"from {audio.offset} s at {audio.sample_rate} Hz (Ray Data), cache {cfg.data.cache_dir}"
         )
+        if "musicnn" in audio.features:
+            nn = audio.musicnn
+            lines.append(
+                f"musicnn (pretrained, weights from the musicnn package): {', '.join(nn.models)}; {nn.layer} of each 3 s patch at 16 kHz, "
+                f"{nn.stats} over a clip's patches; inputs {', '.join(nn.inputs)}" + ("" if "input" in cfg.space else " (space.input picks one: mfcc now)")
+            )
     if cfg.data.text is not None:
         lines.append(f"Text: {cfg.data.text.method} embeddings of {', '.join(cfg.data.text.columns)}" + (" + lyrics" if cfg.data.text.lyrics else ""))
     if cfg.data.group_by:
@@ -194,7 +200,8 @@ def _extract(args: argparse.Namespace) -> int:
         if started:
             ray.shutdown()
     print(data.summary)
-    print(f"{len(data.track_ids)} tracks x {data.features.shape[1]} features; labels: {data.label_names or 'none'}")
+    sizes = ", ".join(f"{name} {values.shape[1]}" for name, values in data.inputs.items())
+    print(f"{len(data.track_ids)} tracks x features ({sizes}); labels: {data.label_names or 'none'}")
     return 0
 
 

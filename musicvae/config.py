@@ -29,7 +29,43 @@ def _expand(path: str) -> str:
 # --------------------------------------------------------------------------- data
 
 
-AudioFeatureKind = Literal["mfcc", "mfcc_spectrogram", "logmel"]
+AudioFeatureKind = Literal["mfcc", "mfcc_spectrogram", "logmel", "musicnn"]
+MusicnnModel = Literal["MSD", "MTT"]
+
+
+class MusicnnConfig(StrictModel):
+    """musicnn's pretrained features (:mod:`musicvae.features.musicnn`): which models, which layer, how patches are pooled.
+
+    Each model gives the input ``musicnn_<model>`` (``musicnn_msd``, ``musicnn_mtt``):
+    ``layer`` of every 3 s patch of the clip, pooled over the clip's patches
+    (their mean; ``mean_std`` adds their std). The tag probabilities are
+    stored beside it whatever the layer, to name the clusters in the report.
+    """
+
+    models: list[MusicnnModel] = Field(default_factory=lambda: ["MSD"], min_length=1)
+    layer: Literal["tags", "penultimate", "mean_pool", "max_pool"] = Field(
+        "mean_pool", description="tags: the 50 tag probabilities; penultimate: the 200-d dense layer; mean_pool/max_pool: the 753-d temporal pooling"
+    )
+    stats: Literal["mean", "mean_std"] = "mean"
+    batch_size: int = Field(64, ge=1, description="patches per forward pass")
+    checkpoint_dir: str | None = Field(None, description="a folder holding MSD_musicnn/ and MTT_musicnn/; default: the installed musicnn package")
+
+    @field_validator("models")
+    @classmethod
+    def _each_once(cls, models: list[str]) -> list[str]:
+        if len(set(models)) != len(models):
+            raise ValueError("each model at most once")
+        return models
+
+    @property
+    def inputs(self) -> list[str]:
+        """The names models take these features by (``space.input``)."""
+        return [musicnn_input(model) for model in self.models]
+
+
+def musicnn_input(model: str) -> str:
+    """The input name of a musicnn model's features: 'musicnn_msd'."""
+    return f"musicnn_{model.lower()}"
 
 
 class AudioFeatureConfig(StrictModel):
@@ -53,6 +89,7 @@ class AudioFeatureConfig(StrictModel):
     stats: Literal["mean", "mean_std"] = "mean"
     spectrogram_n_mfcc: int = Field(20, ge=2, le=128)
     frames: int = Field(128, ge=8, description="spectrogram frames: cropped from the start, or padded by repeating the clip")
+    musicnn: MusicnnConfig = Field(default_factory=MusicnnConfig, description="with 'musicnn' in features: which models and layer")
 
     @model_validator(mode="after")
     def _consistent(self) -> AudioFeatureConfig:
@@ -64,7 +101,22 @@ class AudioFeatureConfig(StrictModel):
             raise ValueError(f"spectrogram_n_mfcc ({self.spectrogram_n_mfcc}) cannot exceed n_mfcc ({self.n_mfcc})")
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
+        if self.musicnn != MusicnnConfig() and "musicnn" not in self.features:
+            raise ValueError("musicnn: set, but 'musicnn' is not in features; add it there")
         return self
+
+    @property
+    def inputs(self) -> list[str]:
+        """The vectors a model can take (``space.input``): 'mfcc', then each musicnn model's."""
+        return ["mfcc", *(self.musicnn.inputs if "musicnn" in self.features else [])]
+
+    def identity(self) -> dict:
+        """What the feature store's key hashes: the settings that change the features (musicnn's only where it is extracted,
+        so stores written before musicnn existed keep their key; its batch size and checkpoint folder change nothing)."""
+        settings = self.model_dump(exclude={"musicnn"})
+        if "musicnn" in self.features:
+            settings["musicnn"] = self.musicnn.model_dump(include={"models", "layer", "stats"})
+        return settings
 
 
 class SynthSource(StrictModel):

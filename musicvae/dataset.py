@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
 from musicvae.config import DataConfig, FMAFeaturesSource, TableSource, TextFeatureConfig, expand_path
-from musicvae.features.audio import mfcc_feature_names
+from musicvae.features.audio import TAGS_SUFFIX, mfcc_feature_names
 from musicvae.features.extract import extract_features
 from musicvae.features.store import ExtractedFeatures, SkippedFile, content_hash, read_store, write_store
 from musicvae.locations import absolute, join
@@ -36,10 +36,24 @@ class FeatureSet:
     skipped: list[SkippedFile] = field(default_factory=list, repr=False)
     summary: str = ""
     groups: np.ndarray | None = field(default=None, repr=False)  # (n,) int codes of data.group_by's metadata groups; metadata, not labels
+    # The other vectors a model can take (space.input), by name: each musicnn model's features, standardised, near-constant columns dropped.
+    vectors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    tags: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # musicnn model -> (n, 50) mean tag probabilities: to name clusters
 
     @property
     def n_labels(self) -> int | None:
         return len(self.label_names) if self.labels is not None else None
+
+    @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        """Every vector a model can take, by the name ``space.input`` gives it: 'mfcc' (the summary vector, or a table's
+        feature columns) first."""
+        return {"mfcc": self.features, **self.vectors}
+
+    def input(self, name: str) -> np.ndarray:
+        if name not in self.inputs:
+            raise ValueError(f"input '{name}' was not extracted (this data has: {', '.join(self.inputs)}); add it to data.audio.features")
+        return self.inputs[name]
 
     def track_table(self) -> pd.DataFrame:
         """What a reader of the results needs per track: id, metadata text (title, artist, ...), file path, genre (labels: evaluation only)."""
@@ -48,6 +62,20 @@ class FeatureSet:
         if self.labels is not None:
             table["genre"] = np.asarray(self.label_names)[self.labels]
         return table.astype({c: "string" for c in table.columns})
+
+    def tag_table(self) -> pd.DataFrame | None:
+        """musicnn's mean tag probabilities per track ('MSD: rock', ...), what the tags are in ``attrs``; None without musicnn.
+
+        For naming clusters in the report: the tags come from a model trained on another collection, never from this one's labels.
+        """
+        if not self.tags:
+            return None
+        from musicvae.features.musicnn import TAG_SOURCES, TAGS  # torch: only where musicnn was extracted
+
+        columns = {f"{model}: {tag}": values[:, i] for model, values in self.tags.items() for i, tag in enumerate(TAGS[model])}
+        table = pd.DataFrame({"track_id": self.track_ids, **columns})
+        table.attrs["tag_sources"] = {model: TAG_SOURCES[model] for model in self.tags}
+        return table
 
 
 def _encode_labels(labels: list | None) -> tuple[np.ndarray | None, list[str]]:
@@ -73,6 +101,7 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
         text = table.text.assign(track_id=track_ids)[["track_id", *table.text.columns]]
         skipped = [SkippedFile(tid, origin, reason) for tid, reason in dropped]
         spectrograms: dict[str, np.ndarray] = {}
+        vectors, tags = {}, {}
         summary = f"Features: {len(track_ids)} tracks x {len(names)} features from {origin}; {len(skipped)} rows skipped"
         summary += "".join(f"\n  skipped track {s.track_id}: {s.reason}" for s in skipped[:20])
     else:
@@ -82,15 +111,23 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
         track_ids = extracted.track_ids
         names = mfcc_feature_names(cfg.audio)
         raw = extracted.arrays["mfcc"]
-        spectrograms = {kind: values for kind, values in extracted.arrays.items() if kind != "mfcc"}
+        spectrograms = {kind: extracted.arrays[kind] for kind in ("mfcc_spectrogram", "logmel") if kind in extracted.arrays}
+        vectors = {name: extracted.arrays[name] for name in cfg.audio.inputs[1:]}
+        tags = {model: extracted.arrays[name + TAGS_SUFFIX] for model, name in zip(cfg.audio.musicnn.models, cfg.audio.inputs[1:])}
         labels = kept["label"].tolist()
         text = kept.drop(columns=["label"])
         skipped, summary = report.skipped, report.summary()
 
     codes, label_names = _encode_labels(labels)
+    raw, names, note = keep_varying("mfcc", raw, names)
+    summary += note
     features = StandardScaler().fit_transform(raw).astype(np.float32) if cfg.standardize else raw
     if cfg.standardize:
         spectrograms = {kind: standardize_rows(values) for kind, values in spectrograms.items()}
+    for name, values in vectors.items():
+        values, _, note = keep_varying(name, values)
+        summary += note
+        vectors[name] = StandardScaler().fit_transform(values).astype(np.float32) if cfg.standardize else values
     embeddings = missing = None
     if cfg.text is not None:
         embeddings, missing = text_modality(text, cfg.text, label_names, absolute(cfg.cache_dir))
@@ -103,7 +140,38 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
     if cfg.group_by:
         groups, note = metadata_groups(text, cfg.group_by)
         summary += "\n" + note
-    return FeatureSet(track_ids, features, names, codes, label_names, text, spectrograms, embeddings, missing, skipped, summary, groups)
+    return FeatureSet(track_ids, features, names, codes, label_names, text, spectrograms, embeddings, missing, skipped, summary, groups, vectors, tags)
+
+
+NEAR_CONSTANT = 1e-3  # a column whose spread is below this share of a typical column's is dropped before standardising
+
+
+def informative_columns(values: np.ndarray) -> np.ndarray:
+    """Which columns vary: a standard deviation above ``NEAR_CONSTANT`` times the median of the columns that vary at all.
+
+    Standardising scales every column to unit variance, so a column that is
+    constant but for float rounding (a unit of musicnn that never fires: its
+    mean over a clip's patches differs between tracks by 1e-8) would count as
+    much as a real feature, its rounding noise as signal. Pretrained networks
+    have hundreds of such units; MFCC statistics have none.
+    """
+    spread = values.astype(np.float64).std(axis=0)
+    varying = spread[spread > 0]
+    if varying.size == 0:
+        return np.zeros(values.shape[1], bool)
+    return spread > NEAR_CONSTANT * np.median(varying)
+
+
+def keep_varying(name: str, values: np.ndarray, columns: list[str] | None = None) -> tuple[np.ndarray, list[str] | None, str]:
+    """``values`` (and their column names) without the columns :func:`informative_columns` drops, and a summary line when any is
+    dropped; an input with no varying column is an error that names it."""
+    kept = informative_columns(values)
+    if not kept.any():
+        raise ValueError(f"input '{name}': every one of its {len(kept)} columns is constant across the {len(values)} tracks")
+    if kept.all():
+        return values, columns, ""
+    columns = [c for c, keep in zip(columns, kept) if keep] if columns is not None else None
+    return values[:, kept], columns, f"\n{name}: {int(kept.sum())} of {len(kept)} columns kept (the rest constant or nearly)"
 
 
 def metadata_groups(text: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, str]:

@@ -31,6 +31,7 @@ from musicvae.metric_registry import of_kind
 
 INTERNAL = of_kind("internal")  # silhouette, Calinski-Harabasz, Davies-Bouldin
 INPUT = of_kind("input")  # the trial's clustering scored in the inputs: comparable across trials
+INPUT_SCORES = ("silhouette", "calinski_harabasz")  # what INPUT's metrics are of
 DEGENERATE_SHARE = 0.9  # a clustering with this share of the tracks in one cluster is not a grouping of the collection
 
 
@@ -53,8 +54,11 @@ def sample_rows(n: int, max_points: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
 
-def input_metrics(inputs: np.ndarray, clusters: np.ndarray, rows: np.ndarray) -> Scores:
+def input_metrics(inputs: list[np.ndarray], clusters: np.ndarray, rows: np.ndarray) -> Scores:
     """Silhouette and Calinski-Harabasz of a clustering in the z-scored input features, on the given rows.
+
+    With several inputs (MFCC statistics and musicnn's features), each score is
+    the mean over the inputs: every trial is scored in the same spaces, whichever it was built on.
 
     A trial's own silhouette is measured in its own embedding, so it cannot
     compare trials: a collapsed latent packs tracks into tight clumps and
@@ -71,10 +75,10 @@ def input_metrics(inputs: np.ndarray, clusters: np.ndarray, rows: np.ndarray) ->
         # as an objective that would steer the searcher to degenerate DBSCAN runs.
         reason = f"{DEGENERATE_SHARE:.0%}+ of the tracks in one cluster: not a grouping of the collection"
         return Scores(dict.fromkeys(INPUT, math.nan), dict.fromkeys(INPUT, reason))
-    scores = internal_metrics(StandardScaler().fit_transform(inputs[rows]), clusters[rows], silhouette_sample=None)
+    each = [internal_metrics(StandardScaler().fit_transform(x[rows]), clusters[rows], silhouette_sample=None) for x in inputs]
     clustered = float(np.mean(clusters[rows] != NOISE))  # noise scores 0, as in selection: discarding tracks must not pay
-    values = {f"input_{m}": scores.values[m] * clustered for m in ("silhouette", "calinski_harabasz")}
-    return Scores(values, {f"input_{m}": scores.notes[m] for m in ("silhouette", "calinski_harabasz") if m in scores.notes})
+    values = {f"input_{m}": float(np.mean([s.values[m] for s in each])) * clustered for m in INPUT_SCORES}
+    return Scores(values, {f"input_{m}": s.notes[m] for s in each for m in INPUT_SCORES if m in s.notes})
 
 
 def purity(labels: np.ndarray, clusters: np.ndarray) -> float:

@@ -23,6 +23,7 @@ class StrictModel(BaseModel):
 
 
 ModelName = Literal["raw", "pca", "ae", "vae", "conv_vae", "multimodal_vae", "vade"]
+InputName = Literal["mfcc", "musicnn_msd", "musicnn_mtt"]  # data.audio.inputs: 'mfcc', then musicnn_<model> per musicnn model extracted
 ClustererName = Literal["kmeans", "agglomerative", "gmm", "dbscan", "hdbscan", "idec", "vade"]
 NEURAL_MODELS = ("ae", "vae", "conv_vae", "multimodal_vae", "vade")  # trained by gradient descent
 VARIATIONAL_MODELS = ("vae", "conv_vae", "multimodal_vae", "vade")  # have a KL term, so a β
@@ -48,6 +49,7 @@ class TrialParams(StrictModel):
     """
 
     model: ModelName = "vae"
+    input: InputName = Field("mfcc", description="the vector a model takes: mfcc (MFCC statistics, or a table's feature columns) or a musicnn model's features")
     latent_dim: int = Field(32, ge=2, le=1024)
     beta: float = Field(1.0, ge=0.0, le=1000.0)
     kl_warmup_epochs: int = Field(0, ge=0, description="β grows linearly from 0 over this many epochs (0 = off)")
@@ -103,7 +105,8 @@ def model_title(params: TrialParams) -> str:
 def _model_part(params: TrialParams) -> str:
     beta = f" β={params.beta:.3g}" if params.model in VARIATIONAL_MODELS else ""
     latent = f" latent {params.latent_dim}" if params.model != "raw" else ""
-    return f"{params.model}{beta}{latent}"
+    source = f" of {params.input}" if params.input != "mfcc" and not params.uses_spectrogram else ""
+    return f"{params.model}{source}{beta}{latent}"
 
 
 # When a parameter means something: a list of alternatives, each a set of
@@ -113,6 +116,7 @@ def _model_part(params: TrialParams) -> str:
 Condition = tuple[dict[str, tuple[str, ...]], ...]
 _CNN: Condition = ({"model": ("conv_vae",)}, {"model": ("multimodal_vae", "vade"), "audio_encoder": ("cnn",)})
 PARAM_CONDITIONS: dict[str, Condition] = {
+    "input": ({"model": ("raw", "pca", "ae", "vae")}, {"model": ("multimodal_vae", "vade"), "audio_encoder": ("mlp",)}),  # not a CNN's spectrogram
     "latent_dim": ({"model": ("pca", *NEURAL_MODELS)},),
     **{name: ({"model": NEURAL_MODELS},) for name in ("epochs", "lr", "batch_size", "val_fraction")},
     **{name: ({"model": VARIATIONAL_MODELS},) for name in ("beta", "kl_warmup_epochs")},

@@ -87,7 +87,11 @@ def open_parent_run(cfg: SweepConfig, data: FeatureSet, sweep_yaml: str, run_pat
     client, experiment_id = tracking.connect(uri, cfg.tracking.experiment)
     run_id = tracking.start_parent_run(client, experiment_id, cfg.name, sweep_params(cfg, data), sweep_yaml, run_name)
     client.log_text(run_id, data.summary, "extraction.txt")
-    with tempfile.TemporaryDirectory() as folder:  # for the report's explorer: titles, artists, audio files
+    with tempfile.TemporaryDirectory() as folder:  # for the report's explorer: titles, artists, audio files; musicnn's tags, to name clusters
         data.track_table().to_parquet(Path(folder) / "tracks.parquet", index=False)
         client.log_artifact(run_id, str(Path(folder) / "tracks.parquet"))
+        tags = data.tag_table()
+        if tags is not None:
+            tags.to_parquet(Path(folder) / "tags.parquet", index=False)
+            client.log_artifact(run_id, str(Path(folder) / "tags.parquet"))
     return ParentRun(client, experiment_id, run_id, uri)

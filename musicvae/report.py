@@ -18,6 +18,7 @@ under ``report/``. With several sweeps, ``report.md`` puts them side by side.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -76,8 +77,9 @@ def _problems(table: pd.DataFrame, limit: int = 20) -> list[str]:
     return lines
 
 
-def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], level: int = 1, prefix: str = "") -> str:
-    """The sweep's report in Markdown; ``level`` and ``prefix`` (a folder for figure links) let report.md nest it."""
+def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], level: int = 1, prefix: str = "", clusters: Sequence[str] = ()) -> str:
+    """The sweep's report in Markdown; ``level`` and ``prefix`` (a folder for figure links) let report.md nest it;
+    ``clusters``, lines naming the explored methods' clusters by musicnn's tags."""
     sweep, table, methods = tables.sweep, tables.table, tables.methods
     h = "#" * level
     params = sweep.parent.data.params
@@ -109,6 +111,8 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
     else:
         lines += [f"- {line}" for line in selection_summary(table, sweep.metric, sweep.mode).splitlines()]
         lines.append("- (this sweep predates shared-space selection: the pick above is by its own objective)")
+    if clusters:
+        lines += ["", f"{h}# Clusters, named by musicnn's tags", "", *clusters]
     if len(sweep.objectives) > 1 and not methods.empty:
         front = pareto_front(methods, sweep.objectives, sweep.modes)
         lines += ["", f"Pareto front over {', '.join(sweep.objectives)} (method means): " + ("; ".join(front["method"]) or "empty")]
@@ -125,7 +129,7 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
 
 def write_task(tables: SweepTables, folder: Path, client: MlflowClient) -> tuple[list[Path], str]:
     """methods.md, methods.csv, trials.csv, report.html and the figures in ``folder``; returns them and the Markdown for report.md."""
-    from musicvae.report_html import write_html  # it draws on this module's tables
+    from musicvae.report_html import tag_note, track_tags, write_html  # it draws on this module's tables
 
     folder.mkdir(parents=True, exist_ok=True)
     for stale in FIGURES:  # a figure not drawn this time must not linger
@@ -133,12 +137,19 @@ def write_task(tables: SweepTables, folder: Path, client: MlflowClient) -> tuple
     figures, notes = write_figures(tables, folder)
     tables.methods.to_csv(folder / "methods.csv", index=False)
     tables.table.to_csv(folder / "trials.csv", index=False)
-    written = [folder / "methods.md", folder / "methods.csv", folder / "trials.csv", write_html(tables, client, folder)]
+    tags = track_tags(client, tables.sweep.run_id)
+    page, explored = write_html(tables, client, folder, tags)
+    written = [folder / "methods.md", folder / "methods.csv", folder / "trials.csv", page]
+    named = [item for item in explored if item.cluster_tags]
+    clusters = [f"{tag_note(tags)} Each cluster's tags most above their mean over the collection."] if named else []
+    for item in named:
+        clusters += ["", f"{item.method} ({item.role}, trial `{item.trial}`):", ""]
+        clusters += [f"- cluster {c} ({(item.tracks['cluster'] == c).sum()} tracks): {text}" for c, text in item.cluster_tags.items()]
     if tables.sweep.selection is not None:
         tables.sweep.selection.scores.to_csv(folder / "selection.csv", index=False)
         written.append(folder / "selection.csv")
-    (folder / "methods.md").write_text(task_markdown(tables, figures, notes))
-    combined = task_markdown(tables, figures, notes, level=2, prefix=f"{folder.name}/")
+    (folder / "methods.md").write_text(task_markdown(tables, figures, notes, clusters=clusters))
+    combined = task_markdown(tables, figures, notes, level=2, prefix=f"{folder.name}/", clusters=clusters)
     return [*written, *figures], combined
 
 

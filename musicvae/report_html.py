@@ -22,6 +22,7 @@ Genres come from the labels and are shown for evaluation only, as in the tables.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 import tempfile
@@ -50,6 +51,8 @@ from musicvae.sweep_runs import SweepTables
 from musicvae.tracking import DESCRIPTION_TAG
 
 TRACKS_ARTIFACT = "tracks.parquet"  # the parent run's track metadata (id, text columns, file path, genre), written by the sweep
+TAGS_ARTIFACT = "tags.parquet"  # the parent run's musicnn tag probabilities per track ('MSD: rock', ...), where musicnn was extracted
+CLUSTER_TAGS = 3  # tags named per cluster and musicnn model
 TYPICAL_TRACKS = 5  # per cluster, nearest its centroid
 
 
@@ -66,6 +69,44 @@ def track_metadata(client: MlflowClient, parent_run_id: str) -> pd.DataFrame | N
     with tempfile.TemporaryDirectory() as folder:
         path = _download(client, parent_run_id, TRACKS_ARTIFACT, folder)
         return pd.read_parquet(path) if path else None
+
+
+def track_tags(client: MlflowClient, parent_run_id: str) -> pd.DataFrame | None:
+    """The sweep's ``tags.parquet`` (musicnn's tag probabilities per track, what the tags are in ``attrs``), or None."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = _download(client, parent_run_id, TAGS_ARTIFACT, folder)
+        return pd.read_parquet(path) if path else None
+
+
+def cluster_tags(tracks: pd.DataFrame, tags: pd.DataFrame, n: int = CLUSTER_TAGS) -> dict[int, str]:
+    """Per cluster (noise aside), each musicnn model's ``n`` tags most above their mean over the collection: 'MSD: rock, punk, metal'.
+
+    Above the collection's mean rather than the highest: a tag every track has
+    ("rock" in a rock collection) names no cluster apart from the others.
+    """
+    merged = tracks[["track_id", "cluster"]].astype({"track_id": str}).merge(tags.astype({"track_id": str}), on="track_id")
+    columns = [c for c in tags.columns if c != "track_id"]
+    models = list(dict.fromkeys(c.split(": ", 1)[0] for c in columns))
+    overall = merged[columns].mean()
+    names = {}
+    for cluster, group in merged.groupby("cluster"):
+        if cluster < 0:
+            continue
+        lift = group[columns].mean() - overall
+        parts = []
+        for model in models:
+            top = lift[[c for c in columns if c.startswith(f"{model}: ")]].nlargest(n)
+            above = [c.split(": ", 1)[1] for c, value in top.items() if value > 0]
+            if above:
+                parts.append(f"{model}: " + ", ".join(above))
+        names[int(cluster)] = "; ".join(parts)
+    return names
+
+
+def tag_note(tags: pd.DataFrame) -> str:
+    """What the tags are, for the reader: another collection's vocabulary, never this one's labels."""
+    sources = "; ".join(f"{model}, {source}" for model, source in tags.attrs.get("tag_sources", {}).items())
+    return f"Clusters named by musicnn's tags ({sources}): learnt on another collection, not from this one's labels."
 
 
 def audio_links(paths: pd.Series, report_folder: Path) -> list[str]:
@@ -181,7 +222,9 @@ def typical_html(item: Explored) -> str:
             genre = f' <span class="genre">{html.escape(str(t["genre"]))}</span>' if t["genre"] else ""
             play = f' <button class="play" data-src="{html.escape(t["audio"])}" data-name="{html.escape(name)}">▶</button>' if t["audio"] else ""
             entries.append(f"<li>{html.escape(name)}{genre}{play}</li>")
-        blocks.append(f"<div class='cluster'><h4>cluster {cluster} ({(item.tracks['cluster'] == cluster).sum()} tracks)</h4><ol>{''.join(entries)}</ol></div>")
+        named = f"<p class='tags'>{html.escape(item.cluster_tags[cluster])}</p>" if cluster in item.cluster_tags else ""
+        size = (item.tracks["cluster"] == cluster).sum()
+        blocks.append(f"<div class='cluster'><h4>cluster {cluster} ({size} tracks)</h4>{named}<ol>{''.join(entries)}</ol></div>")
     return f"<div class='typical'>{''.join(blocks)}</div>"
 
 
@@ -193,7 +236,7 @@ th:first-child,td:first-child{text-align:left} th{cursor:pointer;background:#f6f
 th[aria-sort=ascending]::after{content:" ▲"} th[aria-sort=descending]::after{content:" ▼"}
 td.best{font-weight:700;background:#e8f4e8} .mark{color:#a05a00;font-size:12px} .note{color:#555;font-size:13px}
 .typical{display:flex;flex-wrap:wrap;gap:12px} .cluster{flex:1 1 260px;border:1px solid #eee;border-radius:6px;padding:4px 12px;font-size:13px}
-.genre{color:#777;font-size:11px} button.play{border:none;background:#eef;border-radius:3px;cursor:pointer}
+.genre{color:#777;font-size:11px} .tags{color:#2a5d8a;margin:0} button.play{border:none;background:#eef;border-radius:3px;cursor:pointer}
 #player{position:sticky;bottom:0;background:#fff;border-top:1px solid #ddd;padding:6px 0;display:flex;gap:12px;align-items:center}
 """
 
@@ -285,8 +328,11 @@ def page(tables: SweepTables, items: list[Explored], notes: list[str]) -> str:
     )
 
 
-def write_html(tables: SweepTables, client: MlflowClient, folder: Path) -> Path:
-    """Write ``folder/report.html`` for one sweep; returns its path."""
+def write_html(tables: SweepTables, client: MlflowClient, folder: Path, tags: pd.DataFrame | None = None) -> tuple[Path, list[Explored]]:
+    """Write ``folder/report.html`` for one sweep; returns its path and the methods it explores (selected first).
+
+    ``tags`` (:func:`track_tags`) name each explored method's clusters.
+    """
     sweep = tables.sweep
     selection = sweep.selection
     roles: dict[str, list[str]] = {}
@@ -298,13 +344,15 @@ def write_html(tables: SweepTables, client: MlflowClient, folder: Path) -> Path:
         roles[tables.methods["method"].iloc[0]] = ["best by the objective"]
     metadata = track_metadata(client, sweep.run_id)
     notes = [] if metadata is not None else ["This sweep logged no tracks.parquet (it predates it): the explorer shows track ids only."]
+    if tags is not None:
+        notes.append(tag_note(tags))
     items = []
     for method, role in roles.items():
         item = explored(client, tables, method, " and ".join(role), metadata, folder)
         if item is None:
             notes.append(f"No explorer for {method}: its trial logged no embedding.parquet.")
         else:
-            items.append(item)
+            items.append(item if tags is None else dataclasses.replace(item, cluster_tags=cluster_tags(item.tracks, tags)))
     path = folder / "report.html"
     path.write_text(page(tables, items, notes), encoding="utf-8")
-    return path
+    return path, items

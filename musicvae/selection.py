@@ -59,8 +59,14 @@ def content_key(array: np.ndarray) -> str:
     return hashlib.sha256(array.tobytes() + str(array.shape).encode()).hexdigest()[:16]
 
 
-def build_spaces(inputs: np.ndarray | None, embeddings: list[np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The shared spaces on the sampled rows: the z-scored inputs, then each distinct embedding's active dimensions, z-scored.
+def input_space(name: str) -> str:
+    """The name of an input's space: 'inputs' for the MFCC statistics (or a table's columns), 'inputs:musicnn_msd' for another input."""
+    return INPUTS if name == "mfcc" else f"{INPUTS}:{name}"
+
+
+def build_spaces(inputs: dict[str, np.ndarray], embeddings: list[np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The shared spaces on the sampled rows: each z-scored input (by name, see :func:`input_space`), then each distinct
+    embedding's active dimensions, z-scored.
 
     Dimensions whose posterior mean hardly varies (Var <= 0.01, the active-unit
     threshold) are dropped before z-scoring: scaled up to unit variance, the
@@ -69,9 +75,9 @@ def build_spaces(inputs: np.ndarray | None, embeddings: list[np.ndarray], rows: 
     """
     spaces: dict[str, np.ndarray] = {}
     seen = set()
-    if inputs is not None:
-        spaces[INPUTS] = StandardScaler().fit_transform(inputs[rows])
-        seen.add(content_key(inputs))
+    for name, values in inputs.items():
+        spaces[input_space(name)] = StandardScaler().fit_transform(values[rows])
+        seen.add(content_key(values))
     for embedding in embeddings:
         key = content_key(embedding)
         if key in seen:
@@ -304,7 +310,7 @@ def select_methods(
     table: pd.DataFrame,
     clusters: dict[str, np.ndarray],
     embeddings: dict[str, np.ndarray],
-    inputs: np.ndarray | None,
+    inputs: dict[str, np.ndarray],
     cfg: SelectionConfig,
     objective: str = "silhouette",
     mode: str = "max",
@@ -314,7 +320,7 @@ def select_methods(
     ``table`` is the sweep's trial table (:func:`musicvae.leaderboard.trial_table`);
     ``clusters`` and ``embeddings`` map its trial names to their cluster labels
     and embeddings (all tracks, in the data's order); ``inputs`` are the
-    standardised input features (None: the embeddings' spaces alone).
+    standardised input vectors by name (``FeatureSet.inputs``; empty: the embeddings' spaces alone).
     """
     start = time.perf_counter()
     ok = table[(table["status"] == "OK") & table["trial"].isin(clusters)].copy()

@@ -296,7 +296,7 @@ def select_sweep(cfg: SweepConfig, table: pd.DataFrame, checkpoints: dict[str, A
         if trial in checkpoints:
             with checkpoints[trial].as_directory() as directory:
                 clusters[trial], embeddings[trial] = read_embedding(Path(directory) / "artifacts")
-    return select_methods(table, clusters, embeddings, data.features, cfg.selection, cfg.search.primary, cfg.search.resolved_mode)
+    return select_methods(table, clusters, embeddings, data.inputs, cfg.selection, cfg.search.primary, cfg.search.resolved_mode)
 
 
 def start_projections(jobs: list[Any], cache_dir: Path | None, started: dict | None = None) -> dict:

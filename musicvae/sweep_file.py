@@ -108,6 +108,18 @@ class SweepConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _inputs_are_extracted(self) -> SweepConfig:
+        """Every vector ``space.input`` names must be extracted: musicnn's need audio and 'musicnn' in data.audio.features."""
+        wanted = [name for name in choices(self.space, "input") if name != "mfcc"]
+        if wanted and isinstance(self.data.source, (TableSource, FMAFeaturesSource)):
+            raise ValueError(f"space.input: {wanted} need audio; data.source kind '{self.data.source.kind}' holds precomputed features")
+        missing = [name for name in wanted if name not in self.data.audio.inputs]
+        if missing:
+            models = [name.removeprefix("musicnn_").upper() for name in missing]
+            raise ValueError(f"space.input: {missing} not extracted; add musicnn to data.audio.features and {models} to data.audio.musicnn.models")
+        return self
+
+    @model_validator(mode="after")
     def _model_clusterers_have_their_model(self) -> SweepConfig:
         clusterers, models = choices(self.space, "clusterer"), set(choices(self.space, "model"))
         if "idec" in clusterers and not models & set(NEURAL_MODELS):

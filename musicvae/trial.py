@@ -69,7 +69,7 @@ def model_inputs(params: TrialParams, data: FeatureSet) -> dict[str, np.ndarray]
             raise ValueError(f"model {params.model} needs '{params.spectrogram}' spectrograms; add it to data.audio.features")
         inputs["spectrogram"] = data.spectrograms[params.spectrogram]
     else:
-        inputs["features"] = data.features
+        inputs["features"] = data.input(params.input)
     if params.model == "multimodal_vae":
         if data.text_embeddings is None or data.text_missing is None:
             raise ValueError("multimodal_vae needs the text modality (data.text in the sweep file)")
@@ -114,9 +114,9 @@ def embed(
     start = time.perf_counter()
     metrics: dict[str, float] = {}
     if params.model == "raw":
-        return Embedded(data.features, {"fit_seconds": time.perf_counter() - start})
+        return Embedded(data.input(params.input), {"fit_seconds": time.perf_counter() - start})
     if params.model == "pca":
-        embedding, metrics["explained_variance"] = pca_embedding(data.features, params.latent_dim, seed=params.seed)
+        embedding, metrics["explained_variance"] = pca_embedding(data.input(params.input), params.latent_dim, seed=params.seed)
         return Embedded(embedding, {**metrics, "fit_seconds": time.perf_counter() - start})
     torch_device = pick_device(device)
     inputs = model_inputs(params, data)
@@ -170,7 +170,7 @@ def evaluate(
     metrics["cluster_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     rows = sample_rows(len(embedding), selection.sample, selection.seed)
-    comparable = input_metrics(data.features, clustering.labels, rows)
+    comparable = input_metrics(list(data.inputs.values()), clustering.labels, rows)
     options["eps"] = clustering.params.get("eps", params.eps)  # both subsamples use the radius chosen on all rows
     metrics["resample_stability"] = resample_stability(embedding, stability_method, n_clusters, params.seed, selection.subsample, **options)
     metrics["selection_seconds"] = time.perf_counter() - start

@@ -79,6 +79,11 @@ def fma5_csv() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return shared_path()
+
+
+@pytest.fixture(scope="session")
 def fma_clips() -> Path:
     return shared_path("fma_small_clips")
 

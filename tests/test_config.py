@@ -91,6 +91,18 @@ def _error(raw: dict) -> str:
         ),
         ({"name": "x", "space": {"model": "conv_vae"}}, "space.spectrogram", "mfcc_spectrogram"),
         ({"name": "x", "space": {"clusterer": ["kmeans", "spectral"]}}, "space.clusterer", "'spectral'"),
+        # musicnn: a layer that does not exist, a model that does not exist, settings for features not extracted, an input not extracted
+        ({"name": "x", "data": {"audio": {"features": ["mfcc", "musicnn"], "musicnn": {"layer": "cnn4"}}}}, "data.audio.musicnn.layer", "'cnn4'"),
+        ({"name": "x", "data": {"audio": {"features": ["mfcc", "musicnn"], "musicnn": {"models": ["MSD", "GTZAN"]}}}}, "data.audio.musicnn.models", "'GTZAN'"),
+        ({"name": "x", "data": {"audio": {"musicnn": {"models": ["MTT"]}}}}, "data.audio", "'musicnn' is not in features"),
+        ({"name": "x", "space": {"input": ["mfcc", "musicnn_msd"]}}, "space.input", "add musicnn to data.audio.features"),
+        (
+            {"name": "x", "data": {"audio": {"features": ["mfcc", "musicnn"]}}, "space": {"input": "musicnn_mtt"}},
+            "space.input",
+            "['MTT'] to data.audio.musicnn.models",
+        ),
+        ({"name": "x", "data": {"source": {"kind": "table", "path": "t.csv"}}, "space": {"input": "musicnn_msd"}}, "space.input", "need audio"),
+        ({"name": "x", "space": {"input": "vggish"}}, "space.input", "'vggish'"),
         ({"name": "x", "space": {"linkage": "median"}}, "space.linkage", "'median'"),
         ({"name": "x", "space": {"eps": [0.0]}}, "space.eps", "greater than 0"),
         ({"name": "x", "search": {"sampler": "grid"}, "space": {"beta": {"low": 0.5, "high": 4}}}, "search.sampler", "space.beta is a range"),

@@ -51,7 +51,7 @@ def test_a_collapsed_embedding_with_the_higher_own_silhouette_does_not_win() -> 
     cfg = SelectionConfig(sample=200)
     table, clusters, embeddings = run_methods(data, {**faithful, **collapsed}, cfg)
     assert table.loc[table["latent_dim"] == 2, "silhouette"].min() > table.loc[table["latent_dim"] == 10, "silhouette"].max()
-    selection = select_methods(table, clusters, embeddings, x, cfg)
+    selection = select_methods(table, clusters, embeddings, {"mfcc": x}, cfg)
     assert selection.picks["objective"] == "vae (latent_dim=2) + kmeans"  # what the own-space silhouette chooses
     assert selection.winner == "vae (latent_dim=10) + kmeans"
     assert selection.oracle == "vae (latent_dim=10) + kmeans" and selection.regret(selection.winner) == 0.0
@@ -90,7 +90,7 @@ def test_unstructured_data_gets_a_no_stable_clustering_verdict() -> None:
     # Gaussian the same way every time: stability measures reproducibility, which needs dimensions to fail.
     embeddings = {12: [x] * 3, 8: [x[:, :8] + rng.normal(0, 0.1, (400, 8)).astype(np.float32) for _ in range(3)]}
     table, clusters, spaces = run_methods(data, embeddings, cfg, n_clusters=5)
-    selection = select_methods(table, clusters, spaces, x, cfg)
+    selection = select_methods(table, clusters, spaces, {"mfcc": x}, cfg)
     assert selection.winner is not None and not selection.stable
     assert "NO STABLE CLUSTERING" in selection.summary()
     assert selection.oracle is None and "oracle" not in selection.summary()
@@ -101,17 +101,17 @@ def test_pooled_ranks_are_deterministic_for_a_seed() -> None:
     rng = np.random.default_rng(3)
     embeddings = {10: [x + rng.normal(0, 1.0, x.shape).astype(np.float32) for _ in range(2)], 3: [x[:, :3] for _ in range(2)]}
     data = feature_set(x, labels)
-    first = select_methods(*run_methods(data, embeddings, SelectionConfig(sample=200)), x, SelectionConfig(sample=200))
-    again = select_methods(*run_methods(data, embeddings, SelectionConfig(sample=200)), x, SelectionConfig(sample=200))
+    first = select_methods(*run_methods(data, embeddings, SelectionConfig(sample=200)), {"mfcc": x}, SelectionConfig(sample=200))
+    again = select_methods(*run_methods(data, embeddings, SelectionConfig(sample=200)), {"mfcc": x}, SelectionConfig(sample=200))
     pd.testing.assert_frame_equal(first.scores, again.scores)
-    other = select_methods(*run_methods(data, embeddings, SelectionConfig(sample=200, seed=1)), x, SelectionConfig(sample=200, seed=1))
+    other = select_methods(*run_methods(data, embeddings, SelectionConfig(sample=200, seed=1)), {"mfcc": x}, SelectionConfig(sample=200, seed=1))
     assert not np.array_equal(sample_rows(len(x), 200, 0), sample_rows(len(x), 200, 1))
     assert not np.allclose(first.scores.sort_values("method")["input_silhouette"], other.scores.sort_values("method")["input_silhouette"])
 
 
 def test_noise_points_are_left_out_of_the_scores_and_counted() -> None:
     x, labels = genres(n_per=40)
-    spaces = build_spaces(x, [], np.arange(len(x)))
+    spaces = build_spaces({"mfcc": x}, [], np.arange(len(x)))
     with_noise = labels.copy()
     with_noise[:30] = NOISE
     scores = space_scores({"noisy": with_noise, "clean": labels}, spaces)
@@ -130,7 +130,7 @@ def test_spaces_keep_active_dimensions_and_count_a_shared_embedding_once() -> No
     x, _ = genres(n_per=50)
     collapsed = np.hstack([x[:, :2], np.full((len(x), 6), 0.3) + np.random.default_rng(0).normal(0, 1e-3, (len(x), 6))])
     dead = np.random.default_rng(1).normal(0, 1e-3, (len(x), 4))
-    spaces = build_spaces(x, [collapsed, collapsed.copy(), dead, x.copy()], np.arange(len(x)))
+    spaces = build_spaces({"mfcc": x}, [collapsed, collapsed.copy(), dead, x.copy()], np.arange(len(x)))
     assert list(spaces)[0] == "inputs" and len(spaces) == 2  # the raw embedding is the inputs; a dead latent adds no space
     assert spaces[list(spaces)[1]].shape[1] == 2  # the six collapsed units were dropped before z-scoring
 
@@ -140,7 +140,7 @@ def test_input_metrics_count_noise_as_zero() -> None:
     rows = np.arange(len(x))
     half = labels.copy()
     half[labels == 0] = NOISE  # the hardest genre called noise: the rest looks tidier, but a third of the tracks is lost
-    clean, noisy = input_metrics(x, labels, rows).values, input_metrics(x, half, rows).values
+    clean, noisy = input_metrics([x], labels, rows).values, input_metrics([x], half, rows).values
     kept = half != NOISE
     assert noisy["input_silhouette"] == pytest.approx(silhouette_score(StandardScaler().fit_transform(x)[kept], half[kept]) * kept.mean())
     assert clean["input_silhouette"] == pytest.approx(silhouette_score(StandardScaler().fit_transform(x), labels))
@@ -149,10 +149,10 @@ def test_input_metrics_count_noise_as_zero() -> None:
 def test_input_metrics_are_the_same_for_the_same_clustering_whatever_the_embedding() -> None:
     x, labels = genres()
     rows = sample_rows(len(x), 200, 0)
-    assert input_metrics(x, labels, rows).values == input_metrics(x, labels.copy(), rows).values
+    assert input_metrics([x], labels, rows).values == input_metrics([x], labels.copy(), rows).values
     assert (
-        input_metrics(x, labels, rows).values["input_silhouette"]
-        > input_metrics(x, np.random.default_rng(0).integers(0, 3, len(x)), rows).values["input_silhouette"]
+        input_metrics([x], labels, rows).values["input_silhouette"]
+        > input_metrics([x], np.random.default_rng(0).integers(0, 3, len(x)), rows).values["input_silhouette"]
     )
 
 
@@ -192,7 +192,7 @@ def test_space_scores_match_sklearn_in_every_space() -> None:
     noisy = labels.copy()
     noisy[::7] = NOISE
     noisy[1] = 9  # a singleton cluster scores 0, as in sklearn
-    spaces = build_spaces(x, [other], np.arange(len(x)))
+    spaces = build_spaces({"mfcc": x}, [other], np.arange(len(x)))
     scores = space_scores({"clean": labels, "noisy": noisy}, spaces)
     silhouettes, harabasz = scores["silhouette"], scores["calinski_harabasz"]
     for name, z in spaces.items():
@@ -231,7 +231,7 @@ def test_the_report_reads_the_sweeps_selection_back_from_mlflow(tmp_path) -> Non
     embeddings = {10: [x + rng.normal(0, 0.3, x.shape).astype(np.float32) for _ in range(2)], 2: [np.eye(3)[clumps][:, :2] * 10 for _ in range(2)]}
     cfg = SelectionConfig(sample=200)
     table, clusters, spaces = run_methods(feature_set(x, labels), embeddings, cfg)
-    selection = select_methods(table, clusters, spaces, x, cfg)
+    selection = select_methods(table, clusters, spaces, {"mfcc": x}, cfg)
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -263,7 +263,7 @@ def test_a_degenerate_clustering_has_no_input_scores_for_the_searcher() -> None:
     x, _ = genres()
     outliers = np.zeros(len(x), int)
     outliers[np.argsort(x[:, 0])[-10:]] = 1  # everything in one cluster, the ten most extreme tracks apart
-    scores = input_metrics(x, outliers, np.arange(len(x)))
+    scores = input_metrics([x], outliers, np.arange(len(x)))
     assert np.isnan(scores.values["input_silhouette"]) and "one cluster" in scores.notes["input_silhouette"]
 
 
@@ -271,7 +271,7 @@ def test_a_sweep_with_no_finished_trial_selects_nothing() -> None:
     from musicvae.selection import choose
 
     table = pd.DataFrame({"trial": ["a"], "status": ["FAILED"], "method": ["vae + kmeans"]})
-    selection = select_methods(table, {}, {}, None, SelectionConfig())
+    selection = select_methods(table, {}, {}, {}, SelectionConfig())
     assert selection.winner is None and "no finished" in selection.summary()
     again = choose(pd.read_csv(io.StringIO(selection.scores.to_csv(index=False))), SelectionConfig(), 0, 0)  # as the report reads it back
     assert again.winner is None

@@ -337,14 +337,14 @@ def test_a_methods_seeds_train_together_and_a_crash_resumes_every_one(tmp_path: 
     from its epoch-3 checkpoint, and every trial's result is the one an uninterrupted sweep gives."""
     from musicvae.sweep import build_tuner, models_store
 
-    data = three_genres(per_genre=40, n_features=8)
+    data = three_genres(per_genre=40, n_features=12)  # sizes whose replicas are exact on every CPU met (see tests/test_replicas.py)
 
     def sweep(name: str, callbacks: list) -> None:
         cfg = parse_sweep(
             {
                 "name": name,
                 "data": {"cache_dir": str(tmp_path / "cache")},
-                "space": {"model": "vae", "latent_dim": 4, "epochs": 8, "clusterer": ["kmeans", "agglomerative"], "seed": [0, 1, 2]},
+                "space": {"model": "vae", "latent_dim": 16, "epochs": 8, "clusterer": ["kmeans", "agglomerative"], "seed": [0, 1, 2]},
                 "search": {"sampler": "grid", "max_concurrent_trials": 1},
                 "trials": {"figures": [], "checkpoint_every": 3, "max_retries": 1},
                 "storage_path": str(tmp_path / "ray_results"),

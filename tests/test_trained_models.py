@@ -77,7 +77,8 @@ PLAN = [{"clusterer": clusterer, "seed": seed} for seed in (0, 1, 2) for cluster
 
 
 def _replica_params(**changes) -> TrialParams:
-    return TrialParams(**{"model": "vae", "epochs": 4, "latent_dim": 8, "hidden_dim": 32, "batch_size": 32, "seed": 0, **changes})
+    # No layer 8 wide: MKL on an AVX2 CPU rounds such a layer's vmapped weight gradient apart (see tests/test_replicas.py).
+    return TrialParams(**{"model": "vae", "epochs": 4, "latent_dim": 16, "hidden_dim": 32, "batch_size": 32, "seed": 0, **changes})
 
 
 @pytest.fixture(scope="module")

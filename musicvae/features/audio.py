@@ -1,4 +1,4 @@
-"""From one audio file to one MFCC summary vector.
+"""From one audio file to its features: the MFCC summary vector, spectrograms, musicnn's input.
 
 Plain functions on a single file, so they are easy to test and to call from a
 serial loop (the benchmark's baseline) as well as from Ray Data batches.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from typing import Any
 
 import numpy as np
 
@@ -20,22 +21,28 @@ class AudioError(Exception):
 
 
 def decode(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
-    """Mono float32 samples at ``cfg.sample_rate``, of at most ``cfg.duration`` seconds.
+    """Mono float32 samples at ``cfg.sample_rate``, of at most ``cfg.duration`` seconds (see :func:`read_audio`)."""
+    return resample(*read_audio(path, cfg), cfg.sample_rate, cfg.n_fft)
+
+
+def read_audio(path: str, cfg: AudioFeatureConfig) -> tuple[np.ndarray, int]:
+    """Mono float32 samples at the file's own rate, of at most ``cfg.duration`` seconds from ``cfg.offset``, and that rate.
 
     Reads through soundfile (libsndfile: WAV, FLAC, OGG, MP3, no ffmpeg needed)
     rather than ``librosa.load``, for two reasons: librosa falls back to
     audioread on any soundfile error, which hides the real reason behind
     "no backend"; and we need the header's length to catch truncated files
     (an MP3 cut after 20 kB decodes half a second of a "30 s" track).
-    Every failure becomes an AudioError with a reason.
+    Every failure becomes an AudioError with a reason. Each feature kind then
+    resamples these samples to its own rate (:func:`resample`): a file is
+    decoded once, whatever kinds are asked for.
 
     ``path`` may be a filesystem URI (``s3://...``): then the worker reads the
     file's bytes through pyarrow and decodes them from memory, so any node
     decodes any file of the shared collection; a plain path (local disk, NFS)
     is opened directly.
     """
-    import librosa  # heavy imports, kept out of module import time
-    import soundfile as sf
+    import soundfile as sf  # heavy imports, kept out of module import time
 
     source = _read_uri(path) if is_uri(path) else path
     try:
@@ -58,11 +65,21 @@ def decode(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
         raise AudioError("no audio samples (empty file)")
     if samples.shape[0] < 0.9 * wanted:
         raise AudioError(f"truncated: the header promises {wanted / native_rate:.2f} s here, only {samples.shape[0] / native_rate:.2f} s decode")
-    samples = samples.mean(axis=1)
-    if native_rate != cfg.sample_rate:
-        samples = librosa.resample(samples, orig_sr=native_rate, target_sr=cfg.sample_rate)
-    if samples.size < cfg.n_fft:
-        raise AudioError(f"too short: {samples.size / cfg.sample_rate:.3f} s, fewer samples than one FFT frame")
+    return samples.mean(axis=1), native_rate
+
+
+def resample(samples: np.ndarray, native_rate: int, rate: int, n_fft: int, what: str = "") -> np.ndarray:
+    """``samples`` at ``rate`` (librosa's default resampler, soxr), checked: at least one FFT frame, finite, not silent.
+
+    ``what`` names the features that need ``n_fft`` samples, for the message.
+    """
+    import librosa
+
+    if native_rate != rate:
+        samples = librosa.resample(samples, orig_sr=native_rate, target_sr=rate)
+    if samples.size < n_fft:
+        need = f" ({what} needs {n_fft} samples at {rate} Hz)" if what else ""
+        raise AudioError(f"too short: {samples.size / rate:.3f} s, fewer samples than one FFT frame{need}")
     if not np.isfinite(samples).all():
         raise AudioError("non-finite samples")
     if float(np.max(np.abs(samples))) < 1e-6:
@@ -119,13 +136,38 @@ def compute_features(samples: np.ndarray, cfg: AudioFeatureConfig) -> dict[str, 
 
 
 def feature_shapes(cfg: AudioFeatureConfig) -> dict[str, tuple[int, ...]]:
-    """The shape of one track's value of each requested kind."""
+    """The shape of one track's value of each stored kind (musicnn: each model's pooled layer and its tags)."""
     shapes = {
         "mfcc": (cfg.n_mfcc * (2 if cfg.stats == "mean_std" else 1),),
         "mfcc_spectrogram": (cfg.spectrogram_n_mfcc, cfg.frames),
         "logmel": (cfg.n_mels, cfg.frames),
     }
-    return {kind: shapes[kind] for kind in cfg.features}
+    out = {kind: shapes[kind] for kind in cfg.features if kind != "musicnn"}
+    if "musicnn" in cfg.features:
+        from musicvae.features import musicnn  # torch: imported only where musicnn is asked for
+
+        for model, name in zip(cfg.musicnn.models, cfg.musicnn.inputs):
+            out[name] = (musicnn.LAYERS[cfg.musicnn.layer] * (2 if cfg.musicnn.stats == "mean_std" else 1),)
+            out[f"{name}{TAGS_SUFFIX}"] = (len(musicnn.TAGS[model]),)
+    return out
+
+
+TAGS_SUFFIX = "_tags"  # the stored kind of a musicnn model's mean tag probabilities: 'musicnn_msd_tags'
+
+
+def feature_names(cfg: AudioFeatureConfig) -> dict[str, list[str]]:
+    """Column names of the stored vector kinds: MFCC statistics, musicnn's layer units, musicnn's tags."""
+    names = {"mfcc": mfcc_feature_names(cfg)}
+    if "musicnn" in cfg.features:
+        from musicvae.features import musicnn
+
+        layer, size = cfg.musicnn.layer, musicnn.LAYERS[cfg.musicnn.layer]
+        stats = ["mean", "std"] if cfg.musicnn.stats == "mean_std" else ["mean"]
+        for model, name in zip(cfg.musicnn.models, cfg.musicnn.inputs):
+            units = list(musicnn.TAGS[model]) if layer == "tags" else [f"{i:03d}" for i in range(size)]
+            names[name] = [f"{layer}_{stat}_{unit}" for stat in stats for unit in units]
+            names[f"{name}{TAGS_SUFFIX}"] = [f"tag_{tag}" for tag in musicnn.TAGS[model]]
+    return names
 
 
 def mfcc_feature_names(cfg: AudioFeatureConfig) -> list[str]:
@@ -135,6 +177,51 @@ def mfcc_feature_names(cfg: AudioFeatureConfig) -> list[str]:
     return names
 
 
+PATCHES = "musicnn_patches"  # extract_file's musicnn input: (n_patches, 187, 96) log-mel patches, before the network
+
+
 def extract_file(path: str, cfg: AudioFeatureConfig) -> dict[str, np.ndarray]:
-    """Decode once, compute every requested kind; AudioError if the file is unusable."""
-    return compute_features(decode(path, cfg), cfg)
+    """Decode once, compute every requested kind; AudioError if the file is unusable.
+
+    For musicnn this is the network's input, the clip's log-mel patches
+    (``PATCHES``); :func:`musicnn_features` runs the network over many tracks' patches at once.
+    """
+    samples, rate = read_audio(path, cfg)
+    out = compute_features(resample(samples, rate, cfg.sample_rate, cfg.n_fft), cfg)
+    if "musicnn" in cfg.features:
+        from musicvae.features import musicnn
+
+        at_16k = resample(samples, rate, musicnn.SAMPLE_RATE, musicnn.N_FFT, what="musicnn")
+        out[PATCHES] = musicnn.patches(musicnn.log_mel(at_16k))
+    return out
+
+
+def musicnn_features(patches: list[np.ndarray], cfg: AudioFeatureConfig, weights: dict[str, Any], device: str = "cpu") -> dict[str, np.ndarray]:
+    """Each model's pooled layer and mean tags for tracks given by their patches, every patch of every track in one pass.
+
+    ``weights`` maps each model to its :class:`~musicvae.features.musicnn.Weights`.
+    """
+    from musicvae.features import musicnn
+
+    if not patches:
+        return {kind: np.empty((0, *shape), np.float32) for kind, shape in feature_shapes(cfg).items() if kind.startswith("musicnn_")}
+    bounds = np.cumsum([0, *(len(p) for p in patches)])
+    stacked = np.concatenate(patches)
+    out = {}
+    for model, name in zip(cfg.musicnn.models, cfg.musicnn.inputs):
+        layers = musicnn.patch_layers(_network(weights[model], device), stacked, cfg.musicnn.batch_size)
+        values, tags = layers[cfg.musicnn.layer], layers["tags"]
+        out[name] = np.stack([musicnn.pool(values[a:b], cfg.musicnn.stats) for a, b in zip(bounds[:-1], bounds[1:])])
+        out[f"{name}{TAGS_SUFFIX}"] = np.stack([tags[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]).astype(np.float32)
+    return out
+
+
+_NETWORKS: dict[tuple[str, str], Any] = {}  # loaded once per worker process, by checkpoint hash and device
+
+
+def _network(weights: Any, device: str) -> Any:
+    from musicvae.features import musicnn
+
+    if (weights.key, device) not in _NETWORKS:
+        _NETWORKS[weights.key, device] = musicnn.load_network(weights, device)
+    return _NETWORKS[weights.key, device]

@@ -13,13 +13,14 @@ import importlib.metadata
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from musicvae import console
-from musicvae.config import AudioFeatureConfig
-from musicvae.features.audio import AudioError, extract_file, feature_shapes, mfcc_feature_names
+from musicvae.config import AudioFeatureConfig, expand_path
+from musicvae.features.audio import PATCHES, AudioError, extract_file, feature_names, feature_shapes, musicnn_features
 from musicvae.features.store import (
     ExtractedFeatures,
     SkippedFile,
@@ -30,6 +31,9 @@ from musicvae.features.store import (
     write_store,
 )
 from musicvae.locations import absolute
+
+if TYPE_CHECKING:
+    from musicvae.features.musicnn import Weights
 
 
 class ExtractionError(RuntimeError):
@@ -59,42 +63,107 @@ class ExtractionReport:
         return "\n".join(lines)
 
 
-def extract_batch(batch: dict[str, np.ndarray], cfg: AudioFeatureConfig) -> dict[str, np.ndarray]:
-    """One Ray Data batch: every feature kind per row, NaN plus a reason where a file fails."""
+def extract_batch(batch: dict[str, np.ndarray], cfg: AudioFeatureConfig, weights: dict[str, Weights] | None = None) -> dict[str, np.ndarray]:
+    """One Ray Data batch: every feature kind per row, NaN plus a reason where a file fails.
+
+    musicnn's network runs here over the whole batch's patches when ``weights``
+    is given (a CPU cluster: no patches cross the object store); without it the
+    batch carries each track's log-mel patches (``PATCHES``) to :class:`MusicnnStage`.
+    """
     shapes = feature_shapes(cfg)
     n = len(batch["path"])
     out = {kind: np.full((n, *shape), np.nan, dtype=np.float32) for kind, shape in shapes.items()}
-    errors = []
+    errors, patches = [], [_NO_PATCHES] * n
     for i, path in enumerate(batch["path"]):
         try:
             values = extract_file(str(path), cfg)
             for kind in shapes:
-                out[kind][i] = values[kind]
+                if kind in values:
+                    out[kind][i] = values[kind]
+            patches[i] = values.get(PATCHES, _NO_PATCHES)
             errors.append("")
         except AudioError as exc:
             errors.append(str(exc))
         except Exception as exc:  # a bug in feature code must not kill the whole run either
             errors.append(f"feature extraction failed: {type(exc).__name__}: {exc}")
-    return {"track_id": batch["track_id"], "path": batch["path"], "error": np.array(errors, dtype=object), **out}
+    out = {"track_id": batch["track_id"], "path": batch["path"], "error": np.array(errors, dtype=object), **out}
+    if "musicnn" not in cfg.features:
+        return out
+    if weights is None:
+        out[PATCHES] = _object_array(patches)
+        return out
+    return _with_musicnn(out, patches, cfg, weights, "cpu")
 
 
-def run_pipeline(tracks: pd.DataFrame, cfg: AudioFeatureConfig, rows_per_block: int | None = None) -> ExtractedFeatures:
+_NO_PATCHES = np.empty((0, 0, 0), np.float32)  # a failed file's patches
+
+
+def _object_array(items: list[np.ndarray]) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+def _with_musicnn(out: dict[str, np.ndarray], patches: list[np.ndarray], cfg: AudioFeatureConfig, weights: dict[str, Weights], device: str) -> dict:
+    """``out`` with musicnn's features filled in for the rows that decoded."""
+    ok = np.flatnonzero(out["error"] == "")
+    for kind, values in musicnn_features([patches[i] for i in ok], cfg, weights, device).items():
+        out[kind][ok] = values
+    return out
+
+
+class MusicnnStage:
+    """musicnn over Ray Data batches on an actor: the network loads once per actor, on its GPU where it has one."""
+
+    def __init__(self, cfg: AudioFeatureConfig, weights: dict[str, Weights]) -> None:
+        import torch
+
+        self.cfg, self.weights = cfg, weights
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = dict(batch)
+        patches = list(batch.pop(PATCHES))
+        return _with_musicnn(batch, patches, self.cfg, self.weights, self.device)
+
+
+def run_pipeline(
+    tracks: pd.DataFrame,
+    cfg: AudioFeatureConfig,
+    rows_per_block: int | None = None,
+    weights: dict[str, Weights] | None = None,
+    musicnn_actors: int = 0,
+) -> ExtractedFeatures:
     """Ray Data over the track table; features of the good files in source order, plus the skipped.
 
     Blocks hold about 2000 seconds of audio to decode (64 clips of 30 s, 512
     of 3 s): a few seconds of work on one core, so Ray's per-block overhead
-    (~0.1 s measured on 2 cores, see bench/extract.py) stays small. At least
-    two blocks per CPU so no core idles while another finishes, and a
-    multiple of the CPU count, so the last round is not one block on one core.
+    (~0.1 s measured on 2 cores, see bench/extract.py) stays small. musicnn
+    costs about ten times the decoding per second of audio on a CPU core, so
+    its blocks hold less. At least two blocks per CPU so no core idles while
+    another finishes, and a multiple of the CPU count, so the last round is not
+    one block on one core.
+
+    musicnn's network runs in the decoding tasks, or with ``musicnn_actors``
+    on that many actors of one GPU each (:func:`extract_features` asks for one
+    per GPU of the cluster), fed the decoded patches.
     """
     import ray
 
     n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    rows_per_block = rows_per_block or int(np.clip(2000 / (cfg.duration or 30.0), 64, 512))
+    audio_seconds = 2000 / (1 + (10 * len(cfg.musicnn.models) if "musicnn" in cfg.features and not musicnn_actors else 0))
+    rows_per_block = rows_per_block or int(np.clip(audio_seconds / (cfg.duration or 30.0), 8, 512))
     n_blocks = max(2 * n_cpus, -(-len(tracks) // rows_per_block))
     n_blocks = max(1, min(len(tracks), -(-n_blocks // n_cpus) * n_cpus))
     ds = ray.data.from_items(tracks[["track_id", "path"]].to_dict("records"), override_num_blocks=n_blocks)
-    ds = ds.map_batches(extract_batch, fn_kwargs={"cfg": cfg}, batch_size=None, batch_format="numpy", num_cpus=1)
+    fused = weights if "musicnn" in cfg.features and not musicnn_actors else None
+    ds = ds.map_batches(extract_batch, fn_kwargs={"cfg": cfg, "weights": fused}, batch_size=None, batch_format="numpy", num_cpus=1)
+    if "musicnn" in cfg.features and musicnn_actors:
+        # A GPU each (none on a CPU-only cluster, where this path is only taken by tests); a stage that asks for other resources
+        # than the decoding tasks is not fused into them by Ray Data, so the files still decode on every CPU.
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
+        stage = {"fn_constructor_kwargs": {"cfg": cfg, "weights": weights}, "compute": ray.data.ActorPoolStrategy(size=musicnn_actors), "num_gpus": gpus}
+        ds = ds.map_batches(MusicnnStage, batch_size=None, batch_format="numpy", **stage)
     # Ray Data's own bars and executor lines give way to ours unless -v (musicvae.console).
     ray.data.DataContext.get_current().enable_progress_bars = console.verbose()
     parts = []
@@ -143,13 +212,32 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def musicnn_weights(cfg: AudioFeatureConfig, cache_dir: str | Path) -> dict[str, Weights]:
+    """Each musicnn model's converted weights (none without 'musicnn' in the features), read or converted on the driver:
+    a missing or corrupt checkpoint fails here, naming the file, before any file is decoded."""
+    if "musicnn" not in cfg.features:
+        return {}
+    from musicvae.features.musicnn import converted_weights
+
+    root = expand_path(cfg.musicnn.checkpoint_dir) if cfg.musicnn.checkpoint_dir else None
+    return {model: converted_weights(model, absolute(cache_dir), root) for model in cfg.musicnn.models}
+
+
+def _gpus() -> int:
+    """The cluster's GPUs: musicnn runs on one actor per GPU, or (none) in the decoding tasks."""
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
 def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: str | Path) -> tuple[ExtractedFeatures, ExtractionReport]:
     """Features for every track: from the store when the inputs are unchanged, decoding only what changed.
 
     ``cache_dir`` may be a plain path or a filesystem URI (``s3://bucket/cache``), as may the tracks' paths.
     """
     listing = source_listing(tracks)
-    directory = store_dir(absolute(cache_dir), cfg, listing)
+    weights = musicnn_weights(cfg, cache_dir)
+    directory = store_dir(absolute(cache_dir), cfg, listing, {model: w.key for model, w in weights.items()})
     cached = read_store(directory)
     if cached is not None:
         features, _ = cached
@@ -158,7 +246,11 @@ def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: s
     start = time.perf_counter()
     reusable, old = _reusable(listing, directory)
     todo = tracks[~tracks["path"].isin(reusable)]
-    fresh = run_pipeline(todo, cfg) if len(todo) else ExtractedFeatures([], {k: np.empty((0, *s), np.float32) for k, s in feature_shapes(cfg).items()})
+    fresh = (
+        run_pipeline(todo, cfg, weights=weights, musicnn_actors=_gpus())
+        if len(todo)
+        else ExtractedFeatures([], {k: np.empty((0, *s), np.float32) for k, s in feature_shapes(cfg).items()})
+    )
     seconds = time.perf_counter() - start
 
     # Merge reused and fresh rows in source order.
@@ -184,12 +276,13 @@ def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: s
     features = ExtractedFeatures([tid for tid, _, _ in rows], arrays, skipped)
     manifest = {
         "config": cfg.model_dump(),
+        "musicnn_checkpoints": {model: w.key for model, w in weights.items()},
         "files": listing,
         "counts": {"tracks": len(tracks), "extracted": len(rows), "skipped": len(skipped), "decoded": len(todo)},
         "shapes": {kind: list(shape) for kind, shape in feature_shapes(cfg).items()},
         "seconds": round(seconds, 3),
         "versions": _versions(),
     }
-    write_store(directory, features, {"mfcc": mfcc_feature_names(cfg)}, manifest)
+    write_store(directory, features, feature_names(cfg), manifest)
     report = ExtractionReport(len(tracks), len(rows), len(todo), skipped, seconds, False, directory)
     return features, report

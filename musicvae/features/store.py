@@ -80,8 +80,10 @@ def content_hash(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def store_dir(cache_dir: str | Path, cfg: AudioFeatureConfig, listing: list[dict]) -> str:
-    return join(cache_dir, "features", content_hash({"version": STORE_VERSION, "config": cfg.model_dump()}), content_hash(listing))
+def store_dir(cache_dir: str | Path, cfg: AudioFeatureConfig, listing: list[dict], checkpoints: dict[str, str] | None = None) -> str:
+    """The store of these features of these files; ``checkpoints`` (musicnn model -> its checkpoint's hash) where musicnn is extracted."""
+    key = {"version": STORE_VERSION, "config": cfg.identity(), **({"checkpoints": checkpoints} if checkpoints else {})}
+    return join(cache_dir, "features", content_hash(key), content_hash(listing))
 
 
 def _kind_table(track_ids: list[str], values: np.ndarray, names: list[str] | None) -> pa.Table:
