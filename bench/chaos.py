@@ -306,8 +306,8 @@ def violations(client: MlflowClient, name: str, run_path: Path | None, epochs: i
             problems.append(f"latent_dim {dim}: {run.info.status} ({run.data.tags.get(ERROR_TAG, 'no reason')})")
             continue
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        if not {"embedding.parquet", "model"} <= artifacts:
-            problems.append(f"latent_dim {dim}: artifacts {sorted(artifacts)} lack the embedding or the model")
+        if not {"embedding.parquet", "pipeline"} <= artifacts:
+            problems.append(f"latent_dim {dim}: artifacts {sorted(artifacts)} lack the embedding or the pipeline")
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
         if set(steps) != set(range(1, epochs + 1)) or (exactly_once and len(steps) != epochs):
             problems.append(f"latent_dim {dim}: train_loss logged at {len(set(steps))} distinct epochs of {epochs}, {len(steps)} values")

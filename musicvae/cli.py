@@ -9,6 +9,8 @@
     musicvae report NAME --figures RUN [RUN ...]
                                         first draw the UMAP/t-SNE figure of these trials (run ids or trial names)
                                         into their own MLflow runs, then report
+    musicvae assign MODEL_URI SOURCE --out DIR
+                                        label every track of a collection with a fitted pipeline (models:/<sweep>@champion)
     musicvae tracking-server            MLflow on PostgreSQL with proxied artifacts, on loopback, for a team
 
 Every command takes ``-v/--verbose``: the libraries' own output (Tune's trial
@@ -163,7 +165,19 @@ def _sweep(args: argparse.Namespace) -> int:
         print("\nDry run: the sweep file is valid; nothing was run.")
         return 0
     outcome = run_sweep(cfg, sweep_yaml, resume=run_path, address=args.address)
+    print(outcome.summary())
     return 0 if (outcome.leaderboard["status"] == "OK").any() else 1
+
+
+def _assign(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from musicvae.assign import assign
+
+    mlflow.set_tracking_uri(args.tracking_uri or TrackingConfig().resolved_uri())
+    report = assign(args.model, args.source, args.out, address=args.address, embedding=args.embedding)
+    print(report.summary())
+    return 0
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -280,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(a sweep draws it only for the selected and the oracle trial, unless trials.figures lists umap/tsne)",
     )
     report.set_defaults(func=_report)
+
+    assign = commands.add_parser("assign", parents=[common], help="label a whole collection with a fitted pipeline (e.g. a sweep's champion)")
+    assign.add_argument("model", metavar="MODEL_URI", help="models:/<sweep>@champion, runs:/<run id>/pipeline, or a pipeline's folder")
+    assign.add_argument("source", metavar="SOURCE", help="a folder of audio, a CSV manifest (a path column), a feature table, or a sweep file")
+    assign.add_argument("--out", required=True, help="output folder: assignments.csv/.parquet, playlists/, summary.md, skipped.csv")
+    assign.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    assign.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local Ray)")
+    assign.add_argument("--embedding", action="store_true", help="add each track's embedding (z00, z01, ...) to the assignments")
+    assign.set_defaults(func=_assign)
 
     server = commands.add_parser("tracking-server", parents=[common], help="run MLflow on PostgreSQL with proxied artifacts (loopback only)")
     server.add_argument("--data", default=".musicvae/tracking", help="folder for PostgreSQL's files and the artifacts (default .musicvae/tracking)")

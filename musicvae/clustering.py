@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans
@@ -27,6 +28,7 @@ AGGLOMERATIVE_MAX_TRACKS = 30000  # scipy's linkage needs the n(n-1)/2 distances
 class Clustering:
     labels: np.ndarray  # one per row; NOISE (-1) for points no cluster claims
     params: dict[str, float] = field(default_factory=dict)  # what was chosen on the data, e.g. DBSCAN's eps
+    fitted: Any = field(default=None, repr=False)  # the fitted scikit-learn estimator, from which a pipeline assigns new points
 
 
 def kdistance_eps(embedding: np.ndarray, k: int) -> float:
@@ -69,18 +71,25 @@ def cluster(
     if method in K_CLUSTERERS and n_clusters is None:
         raise ValueError(f"{method} needs n_clusters")
     if method == "kmeans":
-        return Clustering(KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(embedding))
-    if method == "agglomerative":
-        return Clustering(AgglomerativeClustering(n_clusters=n_clusters, linkage=linkage).fit_predict(embedding))
-    if method == "gmm":
-        gmm = GaussianMixture(n_components=n_clusters, covariance_type="full", n_init=3, random_state=seed, reg_covar=1e-4)
-        return Clustering(gmm.fit_predict(embedding))
-    if method == "dbscan":
+        estimator = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed)
+    elif method == "agglomerative":
+        estimator = AgglomerativeClustering(n_clusters=n_clusters, linkage=linkage)
+    elif method == "gmm":
+        estimator = GaussianMixture(n_components=n_clusters, covariance_type="full", n_init=3, random_state=seed, reg_covar=1e-4)
+    elif method == "dbscan":
         eps = eps if eps is not None else kdistance_eps(embedding, min_samples)
-        return Clustering(DBSCAN(eps=eps, min_samples=min_samples).fit_predict(embedding), {"eps": eps})
-    if method == "hdbscan":
-        return Clustering(HDBSCAN(min_samples=min_samples, min_cluster_size=max(min_samples, 5), copy=True).fit_predict(embedding))
-    raise ValueError(f"unknown clusterer '{method}'")
+        labels, fitted = _fit(DBSCAN(eps=eps, min_samples=min_samples), embedding)
+        return Clustering(labels, {"eps": eps}, fitted)
+    elif method == "hdbscan":
+        estimator = HDBSCAN(min_samples=min_samples, min_cluster_size=max(min_samples, 5), copy=True)
+    else:
+        raise ValueError(f"unknown clusterer '{method}'")
+    labels, fitted = _fit(estimator, embedding)
+    return Clustering(labels, fitted=fitted)
+
+
+def _fit(estimator: Any, embedding: np.ndarray) -> tuple[np.ndarray, Any]:
+    return estimator.fit_predict(embedding), estimator
 
 
 def resample_stability(embedding: np.ndarray, method: str, n_clusters: int | None, seed: int = 0, share: float = 0.8, **options: object) -> float:

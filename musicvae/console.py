@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any, Iterator
 
 from rich.console import Console
@@ -74,6 +74,18 @@ def quiet_libraries() -> None:
 def tune_verbosity() -> int:
     """Tune's ``RunConfig(verbose=...)``: 0 is silent (our progress bar instead), 1 its status tables and result boxes."""
     return 1 if verbose() else 0
+
+
+@contextmanager
+def silenced() -> Iterator[None]:
+    """Nothing of musicvae's own on stdout: its lines and its progress bars (the Python API's ``quiet=True``)."""
+    before = console.quiet
+    console.quiet = True
+    try:
+        with open(os.devnull, "w") as devnull, redirect_stdout(devnull):
+            yield
+    finally:
+        console.quiet = before
 
 
 def new_progress(*columns: Any) -> Progress:

@@ -15,11 +15,32 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
 from musicvae.config import DataConfig, FMAFeaturesSource, TableSource, TextFeatureConfig, expand_path
-from musicvae.features.audio import TAGS_SUFFIX, mfcc_feature_names
+from musicvae.features.audio import TAGS_SUFFIX, feature_names, mfcc_feature_names
 from musicvae.features.extract import extract_features
 from musicvae.features.store import ExtractedFeatures, SkippedFile, content_hash, read_store, write_store
 from musicvae.locations import absolute, join
 from musicvae.sources import list_tracks, read_feature_table, read_fma_features
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How one input became its matrix: the columns kept (in order) and the standardisation fitted on them (None: not standardised)."""
+
+    columns: list[str]
+    mean: np.ndarray | None = field(default=None, repr=False)
+    scale: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What was fitted between the source and the matrices: what a trial's pipeline repeats on new tracks (:mod:`musicvae.pipeline`)."""
+
+    data: DataConfig  # the sweep's data section: the source's kind, the audio and text settings, the metadata groups
+    inputs: dict[str, Scaling]  # by input name (space.input)
+    spectrograms: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = field(default_factory=dict, repr=False)  # kind -> row mean, std
+    text_mean: np.ndarray | None = field(default=None, repr=False)
+    text_scale: np.ndarray | None = field(default=None, repr=False)
+    checkpoints: dict[str, str] = field(default_factory=dict)  # musicnn model -> its checkpoint's sha256
 
 
 @dataclass(frozen=True)
@@ -39,6 +60,7 @@ class FeatureSet:
     # The other vectors a model can take (space.input), by name: each musicnn model's features, standardised, near-constant columns dropped.
     vectors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     tags: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # musicnn model -> (n, 50) mean tag probabilities: to name clusters
+    preprocessing: Preprocessing | None = field(default=None, repr=False)  # None: built by hand (tests), not from a source
 
     @property
     def n_labels(self) -> int | None:
@@ -101,7 +123,7 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
         text = table.text.assign(track_id=track_ids)[["track_id", *table.text.columns]]
         skipped = [SkippedFile(tid, origin, reason) for tid, reason in dropped]
         spectrograms: dict[str, np.ndarray] = {}
-        vectors, tags = {}, {}
+        vectors, tags, checkpoints = {}, {}, {}
         summary = f"Features: {len(track_ids)} tracks x {len(names)} features from {origin}; {len(skipped)} rows skipped"
         summary += "".join(f"\n  skipped track {s.track_id}: {s.reason}" for s in skipped[:20])
     else:
@@ -116,31 +138,43 @@ def load_feature_set(cfg: DataConfig) -> FeatureSet:
         tags = {model: extracted.arrays[name + TAGS_SUFFIX] for model, name in zip(cfg.audio.musicnn.models, cfg.audio.inputs[1:])}
         labels = kept["label"].tolist()
         text = kept.drop(columns=["label"])
-        skipped, summary = report.skipped, report.summary()
+        skipped, summary, checkpoints = report.skipped, report.summary(), report.checkpoints
 
     codes, label_names = _encode_labels(labels)
-    raw, names, note = keep_varying("mfcc", raw, names)
-    summary += note
-    features = StandardScaler().fit_transform(raw).astype(np.float32) if cfg.standardize else raw
-    if cfg.standardize:
-        spectrograms = {kind: standardize_rows(values) for kind, values in spectrograms.items()}
-    for name, values in vectors.items():
-        values, _, note = keep_varying(name, values)
+    inputs: dict[str, Scaling] = {}
+    column_names = feature_names(cfg.audio) if not isinstance(cfg.source, (TableSource, FMAFeaturesSource)) else {}
+    for name, values, columns in [("mfcc", raw, names), *((n, v, column_names[n]) for n, v in vectors.items())]:
+        values, columns, note = keep_varying(name, values, columns)
         summary += note
-        vectors[name] = StandardScaler().fit_transform(values).astype(np.float32) if cfg.standardize else values
-    embeddings = missing = None
+        matrix, inputs[name] = standardise(values, columns) if cfg.standardize else (values, Scaling(columns))
+        if name == "mfcc":
+            features, names = matrix, columns
+        else:
+            vectors[name] = matrix
+    row_stats = {kind: row_statistics(values) if cfg.standardize else (None, None) for kind, values in spectrograms.items()}
+    spectrograms = {kind: standardize_rows(values, *row_stats[kind]) for kind, values in spectrograms.items()} if cfg.standardize else spectrograms
+    embeddings = missing = text_scaling = None
     if cfg.text is not None:
         embeddings, missing = text_modality(text, cfg.text, label_names, absolute(cfg.cache_dir))
         summary += f"\nText: {cfg.text.method} embeddings {embeddings.shape[1]}-D; {int(missing.sum())} of {len(missing)} tracks have no text"
         if cfg.standardize and (~missing).sum() > 1:
             present = ~missing
             embeddings = embeddings.copy()
-            embeddings[present] = StandardScaler().fit_transform(embeddings[present])
+            embeddings[present], text_scaling = standardise(embeddings[present], [])
     groups = None
     if cfg.group_by:
         groups, note = metadata_groups(text, cfg.group_by)
         summary += "\n" + note
-    return FeatureSet(track_ids, features, names, codes, label_names, text, spectrograms, embeddings, missing, skipped, summary, groups, vectors, tags)
+    text_mean, text_scale = (text_scaling.mean, text_scaling.scale) if text_scaling else (None, None)
+    preprocessing = Preprocessing(cfg, inputs, row_stats, text_mean, text_scale, checkpoints)
+    fields = (track_ids, features, names, codes, label_names, text, spectrograms, embeddings, missing, skipped, summary, groups, vectors, tags)
+    return FeatureSet(*fields, preprocessing)
+
+
+def standardise(values: np.ndarray, columns: list[str]) -> tuple[np.ndarray, Scaling]:
+    """z-scores per column (scikit-learn's StandardScaler, float32) and the scaling fitted, to apply to new tracks the same way."""
+    scaler = StandardScaler().fit(values)
+    return scaler.transform(values).astype(np.float32), Scaling(columns, scaler.mean_, scaler.scale_)
 
 
 NEAR_CONSTANT = 1e-3  # a column whose spread is below this share of a typical column's is dropped before standardising
@@ -197,15 +231,20 @@ def metadata_groups(text: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray,
     return groups, note
 
 
-def standardize_rows(spectrograms: np.ndarray) -> np.ndarray:
-    """z-score each spectrogram row (an MFCC coefficient or a mel band) over all tracks and frames.
+def row_statistics(spectrograms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each spectrogram row's mean and std over all tracks and frames, shaped (1, rows, 1) to broadcast."""
+    return spectrograms.mean(axis=(0, 2), keepdims=True), spectrograms.std(axis=(0, 2), keepdims=True)
+
+
+def standardize_rows(spectrograms: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
+    """z-score each spectrogram row (an MFCC coefficient or a mel band) over all tracks and frames (given, or of these).
 
     Per row, not per value: the frames of a row share one scale (MFCC 0 is
     loudness, in the hundreds; higher coefficients are small), and a per-frame
     scale would erase how a track changes over time.
     """
-    mean = spectrograms.mean(axis=(0, 2), keepdims=True)
-    std = spectrograms.std(axis=(0, 2), keepdims=True)
+    if mean is None or std is None:
+        mean, std = row_statistics(spectrograms)
     return ((spectrograms - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 

@@ -35,6 +35,7 @@ class IDECResult:
     embedding: np.ndarray  # the refined posterior means
     epochs: int  # refinement epochs run
     changed: float  # share of tracks whose cluster changed at the last target update
+    centres: np.ndarray  # the refined cluster centres, which assign a new track (argmax of its soft assignment)
 
 
 def soft_assignment(z: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
@@ -96,4 +97,4 @@ def refine(
     embedding, _ = encode(model, inputs, device)
     with torch.no_grad():
         labels = soft_assignment(torch.as_tensor(embedding, device=device), centres).argmax(dim=1).cpu().numpy()
-    return IDECResult(labels, embedding, epoch, changed)
+    return IDECResult(labels, embedding, epoch, changed, centres.detach().cpu().numpy())

@@ -196,6 +196,32 @@ def format_methods(methods: pd.DataFrame) -> str:
     return shown.to_string(index=False)
 
 
+CONSOLE_WIDTH = 120
+
+
+def format_console(methods: pd.DataFrame, selection: Selection | None = None, width: int = CONSOLE_WIDTH) -> str:
+    """The method table the sweep's last screen shows, at most ``width`` columns: the method (★ selected, ◆ oracle), its seeds,
+    its stability, ARI and NMI where labels exist, and its seconds; the rest is in leaderboard.csv and the report."""
+    if methods.empty:
+        return "(no finished trial)"
+    scores = selection.scores.set_index("method") if selection is not None and not selection.scores.empty else pd.DataFrame()
+    shown = pd.DataFrame({"": [_marks(m, selection) for m in methods["method"]], "method": methods["method"], "n": methods["n"]})
+    if "stability" in scores:
+        shown["stability"] = [f"{scores['stability'].get(m, math.nan):.3f}" for m in methods["method"]]
+    for m in ("ari", "nmi", "seconds"):
+        if f"{m}_mean" in methods and methods[f"{m}_mean"].notna().any():
+            shown[registry.label(m) if m != "seconds" else "s"] = [registry.format_value(a, b, m) for a, b in zip(methods[f"{m}_mean"], methods[f"{m}_std"])]
+    room = width - len(shown.drop(columns="method").to_string(index=False).splitlines()[0]) - 2
+    shown["method"] = [name if len(name) <= room else name[: max(room - 1, 10)] + "…" for name in shown["method"]]
+    return shown.to_string(index=False)
+
+
+def _marks(method: str, selection: Selection | None) -> str:
+    if selection is None:
+        return ""
+    return ("★" if method == selection.winner else "") + ("◆" if method == selection.oracle else "")
+
+
 def format_leaderboard(table: pd.DataFrame) -> str:
     shown = table.drop(columns=["method"] + [c for c in ("error",) if not table[c].astype(bool).any()])
     shown = shown.drop(columns=[c for c in (*LABEL_METRICS, "val_loss", "noise_fraction") if c in shown and shown[c].isna().all()])

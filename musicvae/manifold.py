@@ -95,10 +95,16 @@ def umap_manifold(embedding: np.ndarray, n_components: int, n_neighbors: int, mi
     return cached_array(cache_dir, embedding, f"umap/{n_components}/{n_neighbors}/{min_dist}/{seed}", fit)
 
 
+def pooled_space(params: TrialParams, embedding: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """The embedding pooled by group (when the data has groups): the clustering space before any UMAP stage."""
+    if groups is not None and params.group_weight > 0:
+        return pool_groups(embedding, groups, params.group_weight)
+    return embedding
+
+
 def clustering_space(params: TrialParams, embedding: np.ndarray, groups: np.ndarray | None, cache_dir: Path | None = None) -> np.ndarray:
     """The embedding as the clusterer gets it: pooled by group (when the data has groups), then UMAP (``manifold: umap``)."""
-    if groups is not None and params.group_weight > 0:
-        embedding = pool_groups(embedding, groups, params.group_weight)
+    embedding = pooled_space(params, embedding, groups)
     if params.manifold == "umap":
         embedding = umap_manifold(embedding, params.manifold_dim, params.manifold_neighbors, params.manifold_min_dist, params.seed, cache_dir)
     return embedding

@@ -20,10 +20,11 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -31,11 +32,14 @@ import yaml
 from musicvae import console, locations, parent_run, trainable
 from musicvae.config import TrackingConfig
 from musicvae.dataset import FeatureSet, load_feature_set
-from musicvae.leaderboard import format_leaderboard, format_methods, leaderboard, method_table, pareto_front
+from musicvae.leaderboard import CONSOLE_WIDTH, format_console, format_leaderboard, format_methods, leaderboard, method_table, method_trial, pareto_front
 from musicvae.params import K_CLUSTERERS, TrialParams, choices
 from musicvae.search import optuna_search
 from musicvae.selection import Selection, select_methods
 from musicvae.sweep_file import SweepConfig
+
+if TYPE_CHECKING:
+    from musicvae import tracking
 
 # ---------------------------------------------------------------------- run it
 
@@ -48,6 +52,8 @@ def trial_name(trial: Any) -> str:
 
 @dataclass(frozen=True)
 class SweepOutcome:
+    """What a sweep ends with: its tables, its selection, where MLflow has it all, and the champion pipeline it registered."""
+
     leaderboard: pd.DataFrame
     methods: pd.DataFrame
     parent_run_id: str
@@ -56,6 +62,33 @@ class SweepOutcome:
     seconds: float
     run_path: str = ""  # Tune's experiment folder (or URI): what --resume continues
     pareto: pd.DataFrame | None = None
+    selection: Selection | None = None
+    registered: tracking.Registered | None = None  # the champion's version in MLflow's model registry
+    name: str = ""
+    experiment: str = "musicvae"
+
+    def summary(self) -> str:
+        """The sweep's last screen (120 columns): the methods a reader decides on, the choice, and how to use the answer."""
+        prose = ["", "Methods (mean over seeds; every trial and column: leaderboard.csv on the parent run, or musicvae report):", ""]
+        prose += [*format_console(self.methods, self.selection).splitlines(), ""]
+        if self.selection is not None:
+            prose += [*self.selection.summary().splitlines(), ""]
+        prose.append(f"Sweep finished in {self.seconds:.1f} s. MLflow parent run {self.parent_run_id} in experiment '{self.experiment}'.")
+        options = "" if self.tracking_uri == TrackingConfig().resolved_uri() else f" --tracking-uri {self.tracking_uri}"
+        options += "" if self.experiment == TrackingConfig().experiment else f" --experiment {self.experiment}"
+        commands = []  # whole, one to a line, to be copied: a long path may pass 120 columns, a wrapped command would not run
+        if self.registered is not None and self.registered.champion:
+            prose.append(
+                f"Champion: {self.registered.uri} (version {self.registered.champion} of registered model '{self.registered.name}'). Label a whole collection:"
+            )
+            commands.append(
+                f"  musicvae assign {self.registered.uri} MUSIC_DIR --out assignments/"
+                + (f" --tracking-uri {self.tracking_uri}" if "--tracking-uri" in options else "")
+            )
+        ui = _ui_command(self.tracking_uri, self.experiment_id).split(", then open ")
+        commands += ["Open the MLflow UI:", f"  {ui[0]}", *(f"  then open {page}" for page in ui[1:])]
+        commands += ["Explore the results (report.html: tables, charts, an embedding explorer to listen through):", f"  musicvae report {self.name}{options}"]
+        return "\n".join([*(_fit(line, CONSOLE_WIDTH) for line in prose), *commands])
 
 
 def init_ray(address: str | None = None) -> bool:
@@ -415,6 +448,7 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
             texts.update({"leaderboard.txt": report, "selection.csv": selection.scores.to_csv(index=False)})
             tracking.log_summary(client, parent.run_id, {**parent_run.summary_metrics(table, methods), **parent_run.selection_metrics(selection)}, texts)
             tracking.tag_selection(client, parent.run_id, selection, cfg.description)
+            registered = register_champion(cfg, parent, table, selection, data)
             selected = trial_projection.selected_projections(table, selection, checkpoints, cfg.trials)
             store_projections(start_projections(selected, projections, ahead), projections)
             trial_projection.project_selected(parent, table, selection, checkpoints, cfg.trials, projections)  # the trials the report shows
@@ -433,10 +467,28 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
             ray.shutdown()
 
     seconds = time.perf_counter() - start
-    print(f"\nLeaderboard (objective: {', '.join(cfg.search.metrics)}; ranked by {cfg.search.primary}, {cfg.search.resolved_mode})\n\n{report}")
-    print(f"\nSweep finished in {seconds:.1f} s. MLflow parent run {parent.run_id} in experiment '{cfg.tracking.experiment}'.")
-    print(f"Open the MLflow UI: {_ui_command(parent.uri, parent.experiment_id)}")
-    options = "" if parent.uri == TrackingConfig().resolved_uri() else f" --tracking-uri {parent.uri}"
-    options += "" if cfg.tracking.experiment == TrackingConfig().experiment else f" --experiment {cfg.tracking.experiment}"
-    print(f"Explore the results (report.html: tables, charts, an embedding explorer to listen through): musicvae report {cfg.name}{options}")
-    return SweepOutcome(table, methods, parent.run_id, parent.uri, parent.experiment_id, seconds, run_path, front)
+    ids = {"parent_run_id": parent.run_id, "tracking_uri": parent.uri, "experiment_id": parent.experiment_id, "experiment": cfg.tracking.experiment}
+    return SweepOutcome(table, methods, seconds=seconds, run_path=run_path, pareto=front, selection=selection, registered=registered, name=cfg.name, **ids)
+
+
+def _fit(line: str, width: int) -> str:
+    """A line of the last screen within ``width`` columns: wrapped, its continuation indented; a line that fits is left as it is."""
+    return line if len(line) <= width else "\n".join(textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False))
+
+
+def register_champion(
+    cfg: SweepConfig, parent: parent_run.ParentRun, table: pd.DataFrame, selection: Selection, data: FeatureSet
+) -> tracking.Registered | None:
+    """The selected method's pipeline (its lowest seed's trial, the one the report explores) registered as the sweep's champion,
+    the oracle's beside it; None where no trial finished or the data has no pipeline (a FeatureSet built by hand)."""
+    from musicvae import tracking
+
+    if selection.winner is None or data.preprocessing is None:
+        return None
+    run_ids = tracking.trial_run_ids(parent.client, parent.experiment_id, parent.run_id)
+    roles = {"selected": selection.winner, **({"oracle": selection.oracle} if selection.oracle else {})}
+    runs = {role: run_ids.get(tracking.trial_id_of(method_trial(table, method)["trial"])) for role, method in roles.items()}
+    runs = {role: run for role, run in runs.items() if run and any(a.path == "pipeline" for a in parent.client.list_artifacts(run))}
+    if runs.get("selected") is None:  # the pick's trial has no pipeline (pipeline.txt in its run says why)
+        return None
+    return tracking.register_pipelines(parent.client, cfg.name, runs, selection.stable)

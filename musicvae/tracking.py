@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, Run, RunTag
@@ -113,6 +114,51 @@ def tag_selection(client: MlflowClient, run_id: str, selection: Selection, descr
     if selection.oracle is not None:
         tags["musicvae.oracle"] = selection.oracle
     client.log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+
+
+CHAMPION = "champion"  # the registered model's alias of the label-free rule's pick
+PIPELINE_ARTIFACT = "pipeline"  # a trial run's fitted pipeline (musicvae.pipeline.ARTIFACT)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A sweep's pipelines in MLflow's model registry: the champion's version, and the oracle's where labels chose one."""
+
+    name: str
+    champion: str | None  # its version
+    oracle: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}@{CHAMPION}"
+
+
+def register_pipelines(client: MlflowClient, name: str, runs: dict[str, str], stable: bool) -> Registered:
+    """A version of the registered model ``name`` per role's trial run (``selected``, and ``oracle`` where labels exist).
+
+    The selected pipeline gets the alias ``champion``; the oracle's version is
+    only tagged as such (it was chosen with the labels, so it is never the
+    champion). One trial holding both roles is one version, tagged with both.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description="musicvae pipelines: each sweep's label-free pick is the champion")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    versions: dict[str, str] = {}
+    for run_id in dict.fromkeys(runs.values()):
+        roles = [role for role, r in runs.items() if r == run_id]
+        version = client.create_model_version(name, f"runs:/{run_id}/{PIPELINE_ARTIFACT}", run_id=run_id).version
+        client.set_model_version_tag(name, version, ROLE_TAG, " and ".join(roles))
+        if "oracle" in roles:
+            client.set_model_version_tag(name, version, "musicvae.oracle", "best mean ARI: chosen with the labels, for evaluation only")
+        if "selected" in roles:
+            client.set_model_version_tag(name, version, "musicvae.stable", str(stable))
+            client.set_registered_model_alias(name, CHAMPION, version)
+        versions.update(dict.fromkeys(roles, version))
+    return Registered(name, versions.get("selected"), versions.get("oracle"))
 
 
 def log_summary(client: MlflowClient, run_id: str, metrics: dict[str, float], artifacts: dict[str, str]) -> None:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import logging
 import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +28,26 @@ from musicvae.config import SelectionConfig, TrialsConfig
 from musicvae.dataset import FeatureSet
 from musicvae.disentanglement import DisentanglementReport, analyse_latents
 from musicvae.idec import refine
-from musicvae.manifold import clustering_space
+from musicvae.manifold import clustering_space, pooled_space
 from musicvae.metrics import DEGENERATE_SHARE, all_metrics, input_metrics, sample_rows
-from musicvae.models.pca import pca_embedding
+from musicvae.models.pca import fit_pca
 from musicvae.models.vade import VaDE
 from musicvae.params import K_CLUSTERERS, TrialParams, model_title, trial_title
+from musicvae.pipeline import ARTIFACT, save_mlflow_model
 from musicvae.training import EpochStats, TrainingState, pick_device, seed_everything
 from musicvae.trial_projection import save_projection
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What a trial fitted besides its model's weights, for its pipeline (:func:`musicvae.pipeline_stages.fit`)."""
+
+    n_clusters: int | None
+    space: np.ndarray = field(repr=False)  # what the clusterer saw, every track
+    clustering: Clustering = field(repr=False)  # with its fitted estimator (IDEC: the refined model and its centres)
+    pooled: np.ndarray | None = field(default=None, repr=False)  # the embedding before N2D's UMAP (pooled by group where it is)
+    inputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the neural model's input arrays (their shapes build it again)
+    pca: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # PCA's components and mean
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class TrialResult:
     latents: DisentanglementReport = field(repr=False)
     history: list[EpochStats] = field(default_factory=list, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
+    fitted: Fitted | None = field(default=None, repr=False)
 
 
 def resolve_n_clusters(params: TrialParams, data: FeatureSet) -> int | None:
@@ -89,6 +101,7 @@ class Embedded:
     model: nn.Module | None = field(default=None, repr=False)
     shared: bool = False  # read from the sweep's trained models (:mod:`musicvae.trained_models`), not trained by this trial
     note: str = ""  # what fit_seconds is, where it is not this trial's own training time
+    pca: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # PCA's components and mean (model pca)
 
 
 def embed(
@@ -116,8 +129,10 @@ def embed(
     if params.model == "raw":
         return Embedded(data.input(params.input), {"fit_seconds": time.perf_counter() - start})
     if params.model == "pca":
-        embedding, metrics["explained_variance"] = pca_embedding(data.input(params.input), params.latent_dim, seed=params.seed)
-        return Embedded(embedding, {**metrics, "fit_seconds": time.perf_counter() - start})
+        embedding, pca = fit_pca(data.input(params.input), params.latent_dim, seed=params.seed)
+        metrics["explained_variance"] = float(pca.explained_variance_ratio_.sum())
+        arrays = {"components": pca.components_, "mean": pca.mean_}
+        return Embedded(embedding, {**metrics, "fit_seconds": time.perf_counter() - start}, pca=arrays)
     torch_device = pick_device(device)
     inputs = model_inputs(params, data)
     options = {"directory": models_dir, "plan": plan, "resume": resume, "checkpoint_every": checkpoint_every, "on_epoch": on_epoch}
@@ -153,6 +168,7 @@ def evaluate(
     n_clusters = resolve_n_clusters(params, data)
     start = time.perf_counter()
     options = {"linkage": params.linkage, "eps": params.eps, "min_samples": params.min_samples}
+    pooled = None
     if params.clusterer == "idec":
         embedding, clustering, idec_metrics = idec_clusters(params, data, embedded, n_clusters)
         metrics = {**embedded.metrics, **idec_metrics, "space_seconds": 0.0}
@@ -162,7 +178,8 @@ def evaluate(
         metrics = {**embedded.metrics, "space_seconds": 0.0}
         stability_method = "gmm"  # VaDE's prior is a mixture; the subsamples refit one rather than retrain the model
     else:
-        embedding = clustering_space(params, embedded.embedding, data.groups, cache_dir)
+        pooled = pooled_space(params, embedded.embedding, data.groups)
+        embedding = clustering_space(params, pooled, None, cache_dir)  # already pooled: UMAP's stage, where there is one
         metrics = {**embedded.metrics, "space_seconds": time.perf_counter() - start}
         start = time.perf_counter()
         clustering, stability_method = cluster(embedding, params.clusterer, n_clusters, seed=params.seed, **options), params.clusterer
@@ -180,7 +197,9 @@ def evaluate(
     if n_clusters is not None:
         metrics["n_clusters"] = float(n_clusters)
     notes = {**scores.notes, **comparable.notes, **({"fit_seconds": embedded.note} if embedded.note else {})}
-    return TrialResult(metrics, notes, embedding, clustering.labels, latents, embedded.history, embedded.model)
+    inputs = model_inputs(params, data) if embedded.model is not None else {}
+    fitted = Fitted(n_clusters, embedding, clustering, pooled, inputs, embedded.pca)
+    return TrialResult(metrics, notes, embedding, clustering.labels, latents, embedded.history, embedded.model, fitted)
 
 
 def idec_clusters(params: TrialParams, data: FeatureSet, embedded: Embedded, n_clusters: int) -> tuple[np.ndarray, Clustering, dict[str, float]]:
@@ -192,7 +211,8 @@ def idec_clusters(params: TrialParams, data: FeatureSet, embedded: Embedded, n_c
     beta = 0.0 if params.model == "ae" else params.beta
     options = {"gamma": params.idec_gamma, "epochs": params.idec_epochs, "lr": params.idec_lr, "batch_size": params.batch_size}
     result = refine(model, model_inputs(params, data), n_clusters, beta=beta, seed=params.seed, device=device, **options)
-    return result.embedding, Clustering(result.labels), {"idec_epochs_run": float(result.epochs), "idec_changed": result.changed}
+    refined = Clustering(result.labels, fitted={"model": model, "centres": result.centres})
+    return result.embedding, refined, {"idec_epochs_run": float(result.epochs), "idec_changed": result.changed}
 
 
 def vade_clusters(params: TrialParams, embedded: Embedded) -> Clustering:
@@ -259,27 +279,30 @@ def run_and_save(
     result = run_trial(params, data, silhouette_sample=trials.silhouette_sample, selection=selection, cache_dir=manifolds, **options)
     drawing = {"figures": trials.figures, "figure_points": trials.figure_points, "seed": params.seed, "cache_dir": projections}
     timing = write_artifacts(result, data, directory, title=trial_title(params), model_title=model_title(params), **drawing)
+    if data.preprocessing is not None:  # a FeatureSet read from a source (not built by hand) knows how to repeat its preprocessing
+        start = time.perf_counter()
+        save_pipeline(params, data, result, directory / ARTIFACT)
+        timing["pipeline_seconds"] = time.perf_counter() - start
     return result, timing
+
+
+def save_pipeline(params: TrialParams, data: FeatureSet, result: TrialResult, path: Path) -> None:
+    """The trial's fitted pipeline as an MLflow model at ``path`` (:mod:`musicvae.pipeline`), its input example the first tracks."""
+    from musicvae.pipeline import PipelineError
+    from musicvae.pipeline_stages import example_frame, fit
+
+    try:
+        pipeline = fit(params, data, result)
+    except PipelineError as exc:  # a trial that cannot be applied to new tracks is still a result; its run says why it has no pipeline
+        path.with_suffix(".txt").write_text(f"No pipeline: {exc}\n")
+        return
+    save_mlflow_model(pipeline, path, example_frame(pipeline, data))
 
 
 def read_embedding(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """A trial's clusters and embedding (all tracks, in the data's order) from the ``embedding.parquet`` it wrote."""
     table = pd.read_parquet(Path(directory) / "embedding.parquet")
     return table["cluster"].to_numpy(), table.filter(regex=r"^z\d+$").to_numpy(np.float32)
-
-
-def save_model(model: nn.Module, path: Path) -> None:
-    """The trained model in MLflow's format: ``mlflow.pytorch.load_model("runs:/<run id>/model")`` gives it back.
-
-    Pickle format, because torch.export (MLflow's default 'pt2') cannot trace
-    our forward pass (a dict batch in, a sampled latent out); loading needs
-    musicvae installed, which the pinned requirements say.
-    """
-    import mlflow.pytorch
-
-    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle-format caution, once per model
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"musicvae=={version('musicvae')}"]
-    mlflow.pytorch.save_model(model.cpu(), str(path), serialization_format="pickle", pip_requirements=requirements)
 
 
 def write_artifacts(
@@ -316,8 +339,6 @@ def write_artifacts(
         table.insert(2, "genre", np.asarray(data.label_names)[data.labels])  # for reading the file; never a feature
     table.to_parquet(directory / "embedding.parquet", index=False)
     (directory / "latents.json").write_text(json.dumps(result.latents.to_dict()))
-    if result.model is not None:
-        save_model(result.model, directory / "model")
 
     methods = tuple(m for m in PROJECTIONS if m in figures)
     if methods:

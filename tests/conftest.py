@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -64,6 +65,16 @@ def wait_until_healthy(url: str, server: subprocess.Popen, log: Path, timeout: f
             pass
         assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.5)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Stop a server started in a session of its own (``start_new_session=True``): SIGTERM to its group, SIGKILL if it lingers."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def shared_path(*parts: str) -> Path:

@@ -221,6 +221,14 @@ def test_the_mlflow_ui_lists_the_sweep_with_its_nested_trials(browser, finished_
         expand.click()
         names = [run.info.run_name for run in children]
         wait.until(lambda d: all(name in d.find_element(By.TAG_NAME, "body").text for name in names))
+        # The sweep's champion in the model registry: its version's page shows the alias, the role tag and the signature.
+        assert outcome.registered is not None and outcome.registered.name == "browser"
+        browser.get(f"http://127.0.0.1:{port}/#/models/browser/versions/{outcome.registered.champion}")
+        try:
+            shown = ("champion", "musicvae.role", "Inputs (2)", "Outputs (")  # its alias, its role, the signature (track_id and path in)
+            wait.until(lambda d: all(text in d.find_element(By.TAG_NAME, "body").text for text in shown))
+        finally:
+            browser.save_screenshot(str(finished_sweep["folder"] / "mlflow-model-version.png"))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

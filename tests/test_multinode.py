@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import requests
@@ -164,7 +165,15 @@ def test_a_sweep_spreads_over_two_nodes_and_survives_losing_one(shared_dir: Path
     assert len(list((tracking_data / "artifacts").rglob("embedding.parquet"))) == budget
     parent = client.search_runs([runs[0].info.experiment_id], filter_string="tags.`musicvae.role` = 'sweep'")
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
-    assert "Leaderboard" in logs and "If interrupted, continue with" in logs
+    assert "Champion: models:/two-nodes@champion" in logs and "If interrupted, continue with" in logs
+
+    # The champion, registered in the server's PostgreSQL, loads through MLflow and gives its trial's clusters back.
+    mlflow.set_tracking_uri(url)
+    version = client.get_model_version_by_alias("two-nodes", "champion")
+    champion = mlflow.pyfunc.load_model("models:/two-nodes@champion")
+    table = pd.read_csv(shared_dir / "blobs.csv")
+    trial = pd.read_parquet(client.download_artifacts(version.run_id, "embedding.parquet", tempfile.mkdtemp()))
+    assert champion.predict(table)["cluster"].tolist() == trial["cluster"].tolist()
 
 
 def node_ids(cluster: LocalCluster) -> dict[str, str]:

@@ -95,7 +95,7 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
         assert {"embedding.parquet", "latents.json", "figures/latents.png"} <= files
         # UMAP/t-SNE only where they are read: the selected method's trial and the oracle's, drawn into their runs after the sweep.
         assert ({"projection.parquet", "figures/projection.png"} <= files) == (run.info.run_name in shown), run.info.run_name
-        assert ("model" in files) == (run.data.params["model"] == "vae")
+        assert "pipeline" in files and "model" not in files  # every trial's fitted pipeline (musicvae.pipeline), no pickled network
         embedding = pd.read_parquet(client.download_artifacts(run.info.run_id, "embedding.parquet", str(tmp_path)))
         assert len(embedding) == 36 and {"track_id", "cluster", "genre", "z00"} <= set(embedding.columns)
         assert {"latent_active_units", "latent_total_correlation", "trial_seconds"} <= set(run.data.metrics)
@@ -173,7 +173,12 @@ def test_quickstart_demo_runs_from_the_cli(tmp_path: Path) -> None:
         env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},  # the embedded default, as for a user
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Leaderboard" in proc.stdout and "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+    assert "Methods (mean over seeds" in proc.stdout and "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+    last_screen = proc.stdout[proc.stdout.index("Methods (mean over seeds") : proc.stdout.index("Open the MLflow UI")]
+    assert max(map(len, last_screen.splitlines())) <= 120, last_screen  # the tables and the choice fit 120 columns (the commands follow whole)
+    table = last_screen.splitlines()[2:13]  # the header and the ten methods, one line each
+    assert table[0].split() == ["method", "n", "stability", "ARI", "NMI", "s"] and sum("+ kmeans" in r or "+ agglomerative" in r for r in table[1:]) == 10
+    assert "Champion: models:/quickstart@champion" in last_screen and "  musicvae assign models:/quickstart@champion MUSIC_DIR" in last_screen
     # Quiet by default (issue 14): our progress bars and the results, no library chatter; make demo adds one line.
     output = proc.stdout + proc.stderr
     assert len(output.splitlines()) <= 59, output

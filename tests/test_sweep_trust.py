@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
-from conftest import wait_until_healthy
+from conftest import stop_server, wait_until_healthy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -200,12 +200,7 @@ def mlflow_server(tmp_path: Path):
         wait_until_healthy(url, server, tmp_path / "server.log")
         yield url, artifacts
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_server(server)
 
 
 def test_a_sweep_logs_to_a_tracking_server_over_http(tmp_path: Path, mlflow_server) -> None:
@@ -241,8 +236,8 @@ def test_a_sweep_logs_to_a_tracking_server_over_http(tmp_path: Path, mlflow_serv
     assert len(vae) == 4
     history = requests.get(f"{api}/metrics/get-history", params={"run_id": vae[0]["info"]["run_id"], "metric_key": "val_loss"}, timeout=10).json()
     assert len(history["metrics"]) >= 8  # one point per epoch, and the final value
-    model = requests.get(f"{url}/get-artifact", params={"path": "model/MLmodel", "run_uuid": vae[0]["info"]["run_id"]}, timeout=10)
-    assert model.ok and "pytorch" in model.text
+    model = requests.get(f"{url}/get-artifact", params={"path": "pipeline/MLmodel", "run_uuid": vae[0]["info"]["run_id"]}, timeout=10)
+    assert model.ok and "loader_module: musicvae.pipeline" in model.text and "python_model" not in model.text
 
     parent_files = requests.get(f"{api}/artifacts/list", params={"run_id": outcome.parent_run_id}, timeout=10).json()["files"]
     assert {"sweep.yaml", "leaderboard.csv", "methods.csv", "leaderboard.txt", "figures"} <= {f["path"] for f in parent_files}
@@ -277,6 +272,6 @@ def test_sync_re_logs_what_mlflow_lost_and_only_once(tmp_path: Path) -> None:
     restored = after[vae.data.tags["ray.trial_id"]]
     assert restored.info.run_id != vae.info.run_id and restored.data.params == vae.data.params
     assert sorted((m.step, m.value) for m in client.get_metric_history(restored.info.run_id, "train_loss")) == sorted(vae_history)
-    assert {a.path for a in client.list_artifacts(restored.info.run_id)} >= {"embedding.parquet", "latents.json", "model"}
+    assert {a.path for a in client.list_artifacts(restored.info.run_id)} >= {"embedding.parquet", "latents.json", "pipeline"}
     assert restored.data.metrics["silhouette"] == vae.data.metrics["silhouette"]
     assert "0 runs created, 0 metric values, 0 runs completed" in sync()  # idempotent

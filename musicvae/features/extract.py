@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,7 @@ class ExtractionReport:
     seconds: float
     from_cache: bool
     store: str
+    checkpoints: dict[str, str] = field(default_factory=dict)  # musicnn model -> its checkpoint's sha256, where musicnn was extracted
 
     def summary(self) -> str:
         if self.from_cache:
@@ -237,11 +238,12 @@ def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: s
     """
     listing = source_listing(tracks)
     weights = musicnn_weights(cfg, cache_dir)
-    directory = store_dir(absolute(cache_dir), cfg, listing, {model: w.key for model, w in weights.items()})
+    checkpoints = {model: w.key for model, w in weights.items()}
+    directory = store_dir(absolute(cache_dir), cfg, listing, checkpoints)
     cached = read_store(directory)
     if cached is not None:
         features, _ = cached
-        return features, ExtractionReport(len(tracks), len(features.track_ids), 0, features.skipped, 0.0, True, directory)
+        return features, ExtractionReport(len(tracks), len(features.track_ids), 0, features.skipped, 0.0, True, directory, checkpoints)
 
     start = time.perf_counter()
     reusable, old = _reusable(listing, directory)
@@ -276,7 +278,7 @@ def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: s
     features = ExtractedFeatures([tid for tid, _, _ in rows], arrays, skipped)
     manifest = {
         "config": cfg.model_dump(),
-        "musicnn_checkpoints": {model: w.key for model, w in weights.items()},
+        "musicnn_checkpoints": checkpoints,
         "files": listing,
         "counts": {"tracks": len(tracks), "extracted": len(rows), "skipped": len(skipped), "decoded": len(todo)},
         "shapes": {kind: list(shape) for kind, shape in feature_shapes(cfg).items()},
@@ -284,5 +286,5 @@ def extract_features(tracks: pd.DataFrame, cfg: AudioFeatureConfig, cache_dir: s
         "versions": _versions(),
     }
     write_store(directory, features, feature_names(cfg), manifest)
-    report = ExtractionReport(len(tracks), len(rows), len(todo), skipped, seconds, False, directory)
+    report = ExtractionReport(len(tracks), len(rows), len(todo), skipped, seconds, False, directory, checkpoints)
     return features, report
