@@ -20,18 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MUSICVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-sys.path.insert(0, str(ROOT))
-
+from _common import SHARED  # noqa: E402
 from extract import PeakMemory  # noqa: E402  (bench/extract.py: summed RSS of this process and Ray's workers)
 
 from musicvae.assign import assign  # noqa: E402

@@ -137,7 +137,13 @@ class Harness:
         sweep = {
             "name": name,
             "data": {"source": {"kind": "table", "path": str(self.root / "blobs.csv")}, "cache_dir": str(self.root / "cache")},
-            "space": {"model": "vae", "latent_dim": LATENT_DIMS, "epochs": self.epochs, "batch_size": 16},
+            "space": {
+                "model": "vae",
+                "latent_dim": LATENT_DIMS,
+                "epochs": self.epochs,
+                "batch_size": 16,
+                "n_clusters": 3,
+            },  # k fixed: one trial per latent size
             "search": {"sampler": "grid", "max_concurrent_trials": 2},
             "trials": {"figures": [], "checkpoint_every": 10, "max_retries": 3},
             "tracking": {"uri": self.server.url, "experiment": name},

@@ -80,10 +80,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # musicvae from this checkout, also where it is not installed
-sys.path.insert(0, str(REPO / "bench"))
+from _common import ROOT  # noqa: E402
 from sweep_overhead import load, output_to, run_arm, sweep_arm  # noqa: E402
 
 PACKINGS = (1, 2, 4, 8)
@@ -180,7 +177,7 @@ def base_file(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     """The hard task's sweep file (raw YAML and parsed): demo-hard.yaml, or hard.yaml with --table."""
     from musicvae.sweep_file import parse_sweep
 
-    path = REPO / "sweeps" / ("hard.yaml" if args.table else "demo-hard.yaml")
+    path = ROOT / "sweeps" / ("hard.yaml" if args.table else "demo-hard.yaml")
     raw = yaml.safe_load(path.read_text())
     return raw, parse_sweep(raw, origin=str(path))
 
@@ -205,6 +202,7 @@ def grid(args: argparse.Namespace, raw: dict[str, Any], base: Any) -> tuple[dict
         "latent_dim": base.space.get("latent_dim", 32),
         "epochs": args.epochs or base.space.get("epochs", 30),
         "clusterer": "kmeans",
+        "n_clusters": base.space.get("n_clusters", 5),  # the sweep file's k (hard.yaml and demo-hard.yaml fix theirs)
         "seed": list(range(args.seeds)) if args.seeds else list(file_seeds if isinstance(file_seeds, list) else [file_seeds]),
     }
     order = {name: list(space[name]) for name in ("model", "beta", "seed")}
@@ -499,7 +497,7 @@ def main() -> None:
     if args.table and not args.table.is_file():
         raise SystemExit(f"no features table at {args.table}")
     gpu_device = None if args.cpu_smoke else pin_one_gpu()
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)  # Ray's workers import musicvae too
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # Ray's workers import musicvae too
 
     began = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="gpub-"))  # short: Ray's socket paths live under it

@@ -20,17 +20,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MUSICVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-sys.path.insert(0, str(ROOT))
+from _common import ROOT, SHARED, one_thread_per_worker  # noqa: E402
 
 from musicvae.config import DataConfig  # noqa: E402
 from musicvae.sweep_file import parse_sweep  # noqa: E402
@@ -72,12 +68,10 @@ _DATA = None
 
 
 def _init(cfg: DataConfig) -> None:
-    import torch
-
     from musicvae.dataset import load_feature_set
 
     global _DATA
-    torch.set_num_threads(1)
+    one_thread_per_worker()
     _DATA = load_feature_set(cfg)
 
 

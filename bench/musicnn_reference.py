@@ -50,8 +50,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from _common import ROOT  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS = ("MTT_musicnn", "MSD_musicnn")
 FMA_GLOB = "fma_small_clips/fma_small/000/*.mp3"
 CC_FILES = (
@@ -143,8 +143,8 @@ def main() -> int:
     ap.add_argument("--debug-dir", default=None, help="also save intermediate activations and checkpoint variables here")
     args = ap.parse_args()
 
-    data = (REPO / args.data).resolve()
-    out = REPO / args.out
+    data = (ROOT / args.data).resolve()
+    out = ROOT / args.out
 
     import librosa
     import soundfile

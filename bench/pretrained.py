@@ -34,16 +34,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MUSICVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-sys.path.insert(0, str(ROOT))
+from _common import ROOT, SHARED, one_thread_per_worker  # noqa: E402
 
 from musicvae.config import DataConfig, SelectionConfig  # noqa: E402
 from musicvae.sweep_file import parse_sweep  # noqa: E402
@@ -86,11 +82,9 @@ _DATA = None
 
 
 def _init(data) -> None:
-    import torch
-
     global _DATA
     _DATA = data
-    torch.set_num_threads(1)
+    one_thread_per_worker()
 
 
 def run(input_name: str, method: int, seed: int, cache: Path) -> list[dict]:

@@ -19,16 +19,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.offline
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from musicvae.charts import Explored, explorer_figure  # noqa: E402
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +31,7 @@ import yaml
 TOKEN = secrets.token_hex(32)
 os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
+from _common import SHARED  # noqa: E402
 from extract import DEFAULT_CLIPS, make_copies  # noqa: E402  (the same N copies as bench/extract.py)
 
 from musicvae.config import AudioFeatureConfig  # noqa: E402
@@ -74,7 +72,7 @@ def sweep_seconds(table: Path, work: Path, trials: int, epochs: int, tag: str) -
     raw = {
         "name": f"scaling-{tag}",
         "data": {"source": {"kind": "table", "path": str(table), "id_column": "track_id", "label_column": "genre"}, "cache_dir": str(work / "cache")},
-        "space": {"model": "vae", "latent_dim": 32, "epochs": epochs, "seed": list(range(trials))},
+        "space": {"model": "vae", "latent_dim": 32, "epochs": epochs, "seed": list(range(trials)), "n_clusters": 5},
         "search": {"sampler": "grid", "max_concurrent_trials": 2},
         "trials": {"figures": []},
         "tracking": {"uri": f"sqlite:///{work / 'mlflow.db'}", "experiment": "scaling"},
@@ -91,7 +89,7 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, default=DEFAULT_CLIPS, help="folder of real MP3s (copied N times by symlink)")
     parser.add_argument("--clips-n", type=int, default=200)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds decoded per clip (FMA clips are 30 s)")
-    parser.add_argument("--table", type=Path, default=REPO / ".." / "shared" / "data" / "fma5_seed_mfcc40.csv", help="FMA features for the trials")
+    parser.add_argument("--table", type=Path, default=SHARED / "fma5_seed_mfcc40.csv", help="FMA features for the trials")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()

@@ -1,13 +1,13 @@
 """One arm of ``bench/throughput.py --sections sweep``: sweeps/hard.yaml run whole by the musicvae on PYTHONPATH, its steps timed.
 
-    PYTHONPATH=TREE python bench/sweep_arm.py TREE FMA_TABLE OUT [--no-replicas]
+    PYTHONPATH=TREE python bench/sweep_arm.py TREE FMA_TABLE OUT [--no-replicas] [--sweep=easy.yaml]
 
 Writes ``OUT/methods.csv`` (the per-method table) and ``OUT/timing.json`` (the
 wall time, musicvae's own steps, wrapped for this run, and the CPU seconds of
 this process, the sweep's driver). It imports nothing of its own tree: the
 arm's tree is the only musicvae this process and its Ray workers see.
 ``--no-replicas`` runs the sweep with ``trials.replicas: false`` (a tree that
-has the option).
+has the option); ``--sweep`` runs another of the tree's sweep files on the table.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ PHASES = {  # musicvae's own steps timed in an arm: (module, function) -> the ph
 }
 
 
-def run_arm(tree: Path, table: Path, out: Path, replicas: bool = True) -> None:
-    """One arm, in this process: sweeps/hard.yaml by ``tree``'s musicvae, its phases timed; writes methods.csv and timing.json to ``out``."""
+def run_arm(tree: Path, table: Path, out: Path, replicas: bool = True, sweep_file: str = "hard.yaml") -> None:
+    """One arm, in this process: sweeps/<sweep_file> (on ``table``) by ``tree``'s musicvae, its phases timed; writes methods.csv and timing.json to ``out``."""
     import musicvae
 
     assert Path(musicvae.__file__).is_relative_to(tree), musicvae.__file__
@@ -60,10 +60,12 @@ def run_arm(tree: Path, table: Path, out: Path, replicas: bool = True) -> None:
 
     for (module, name), phase in PHASES.items():
         owner = importlib.import_module(module) if in_tree(module) else None
-        if hasattr(owner, name):  # an older tree has fewer of these steps
+        if hasattr(owner, name):
             setattr(owner, name, timed(getattr(owner, name), phase))
+        else:  # an older tree has fewer of these steps; say so, so a moved step is seen rather than silently untimed
+            print(f"sweep_arm: {module}.{name} is not in {tree.name}: its time is not in '{phase}'", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
-    cfg = load_sweep(tree / "sweeps" / "hard.yaml")
+    cfg = load_sweep(tree / "sweeps" / sweep_file)
     source = cfg.data.source.model_copy(update={"path": str(table)})
     cfg = cfg.model_copy(
         update={
@@ -85,4 +87,5 @@ def run_arm(tree: Path, table: Path, out: Path, replicas: bool = True) -> None:
 
 
 if __name__ == "__main__":
-    run_arm(Path(sys.argv[1]).resolve(), Path(sys.argv[2]), Path(sys.argv[3]), replicas="--no-replicas" not in sys.argv[4:])
+    sweep_file = next((a.split("=", 1)[1] for a in sys.argv[4:] if a.startswith("--sweep=")), "hard.yaml")  # e.g. --sweep=easy.yaml
+    run_arm(Path(sys.argv[1]).resolve(), Path(sys.argv[2]), Path(sys.argv[3]), replicas="--no-replicas" not in sys.argv[4:], sweep_file=sweep_file)

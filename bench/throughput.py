@@ -79,9 +79,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402
 
 from musicvae.config import TrialsConfig  # noqa: E402
 from musicvae.models import build_model  # noqa: E402

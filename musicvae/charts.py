@@ -201,3 +201,28 @@ def best_figure(tables: SweepTables) -> go.Figure:
         barmode="group", height=400, margin=dict(l=40, r=20, t=30, b=40), yaxis_title="score (higher is better)", legend=dict(orientation="h", y=-0.15)
     )
     return figure
+
+
+K_SHOWN = ("combined", "ch_neighbours", "pooled_calinski_harabasz", "stability", "ari", "nmi")  # the k curve's series drawn at first
+
+
+def k_figure(curve: pd.DataFrame) -> go.Figure:
+    """Each rule's score and the stability against k for the chosen representation (each series scaled to [0, 1] over the k tried,
+    so their shapes compare), ARI and NMI dashed (labels: evaluation only), the chosen k marked."""
+    figure = go.Figure()
+    for i, column in enumerate(c for c in curve.columns if c not in ("n_clusters", "chosen")):
+        values = curve[column].astype(float)
+        span = values.max() - values.min()
+        scaled = (values - values.min()) / span if span > 0 else values * 0 + 0.5
+        label = "ARI" if column == "ari" else "NMI" if column == "nmi" else column
+        dash = "dash" if column in ("ari", "nmi") else "solid"
+        width = 3 if column in ("combined", "stability") else 1.5
+        shown = True if column in K_SHOWN else "legendonly"  # the rest a click on the legend away
+        figure.add_trace(go.Scatter(x=curve["n_clusters"], y=scaled, name=label, mode="lines+markers", line={"color": _colour(i), "dash": dash, "width": width},
+                                    customdata=values, hovertemplate=f"{label}: %{{customdata:.3f}} at k = %{{x}}<extra></extra>", visible=shown))  # fmt: skip
+    chosen = int(curve.loc[curve["chosen"], "n_clusters"].iloc[0]) if curve["chosen"].any() else None
+    if chosen is not None:
+        figure.add_vline(x=chosen, line_dash="dot", annotation_text=f"chosen k = {chosen}")
+    ticks = {"tickmode": "array", "tickvals": curve["n_clusters"].tolist()}  # the k tried, not 2.5
+    figure.update_layout(xaxis={"title": "k", **ticks}, yaxis_title="score, scaled over the k tried", height=420, margin={"t": 30})
+    return figure

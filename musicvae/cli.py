@@ -31,7 +31,7 @@ import yaml
 from musicvae import locations
 from musicvae.config import TrackingConfig, TrialsConfig
 from musicvae.console import quiet_libraries, set_verbose
-from musicvae.params import CLUSTERING_PARAMS, NEURAL_MODELS, TrialParams, describe_space
+from musicvae.params import K_CLUSTERERS, NEURAL_MODELS, TrialParams, choices, describe_space
 from musicvae.sweep_file import SweepConfig, SweepFileError, load_sweep, parse_sweep
 
 DEFAULT_STORAGE = SweepConfig.model_fields["storage_path"].default
@@ -58,17 +58,20 @@ def shared_training(cfg: SweepConfig) -> str:
     neural = [p for p in points if p.get("model", "vae") in NEURAL_MODELS]
     if cfg.search.sampler != "grid" or not neural:
         return rule
+    from musicvae.replicas import vectorises_params  # torch: only for a plan that trains
+    from musicvae.trained_models import training_params
 
-    def training(point: dict, *leave_out: str) -> str:  # VaDE's n_clusters sizes its prior: a training input for it
-        kept = {k: v for k, v in point.items() if k not in leave_out and (k not in CLUSTERING_PARAMS or (k == "n_clusters" and point.get("model") == "vade"))}
+    def training(point: dict, *leave_out: str) -> str:  # what the store keys a training by (musicvae.trained_models)
+        kept = {k: v for k, v in training_params(TrialParams(**point)).items() if k not in leave_out}
         return json.dumps(kept, sort_keys=True, default=str)
 
     distinct = {training(p): p for p in neural}
     seeds: dict[str, list] = {}
     for point in distinct.values():
         seeds.setdefault(training(point, "seed"), []).append(point)
-    together = [group for group in seeds.values() if len(group) > 1 and not TrialParams(**group[0]).uses_spectrogram and cfg.trials.replicas]
-    alone = sorted({p.get("model", "vae") for group in seeds.values() if len(group) > 1 and TrialParams(**group[0]).uses_spectrogram for p in group})
+    groups = [group for group in seeds.values() if len(group) > 1]
+    together = [group for group in groups if vectorises_params(TrialParams(**group[0])) and cfg.trials.replicas]
+    alone = sorted({p.get("model", "vae") for group in groups if not vectorises_params(TrialParams(**group[0])) for p in group})
     line = f"{len(distinct)} models for {len(neural)} neural trials: {rule}"
     if together:
         sizes = sorted({len(group) for group in together})
@@ -82,6 +85,17 @@ def shared_training(cfg: SweepConfig) -> str:
     if not cfg.trials.replicas:
         line += "; each seed's trial trains its own (trials.replicas: false)"
     return line
+
+
+def k_plan(cfg: SweepConfig) -> list[str]:
+    """How the sweep gets its k: the file's, or searched (as :func:`musicvae.sweep.with_k` will do once the tracks are counted)."""
+    if "n_clusters" in cfg.space or not any(c in K_CLUSTERERS for c in choices(cfg.space, "clusterer")):
+        return []
+    values = "the grid 2-10, 12, 14, 16, 20 up to" if cfg.search.sampler == "grid" else "every integer from 2 to"
+    return [
+        f"  n_clusters  searched: {values} sqrt(n/2) (at most 20; n, the tracks, is counted once the data is read), a grid's trials times "
+        "the k values; the labels, where there are any, are shown beside the chosen k for evaluation only"
+    ]
 
 
 def describe_plan(cfg: SweepConfig) -> str:
@@ -114,6 +128,7 @@ def describe_plan(cfg: SweepConfig) -> str:
     lines += [
         "Search space (Optuna define-by-run):",
         *describe_space(cfg.space),
+        *k_plan(cfg),
         f"Search: OptunaSearch, {search.sampler} sampler, seed {search.seed}; "
         + ("objectives " if search.multi_objective else "objective ")
         + ", ".join(f"{m} ({mode})" for m, mode in zip(search.metrics, search.modes))
@@ -126,7 +141,8 @@ def describe_plan(cfg: SweepConfig) -> str:
             else "off (every trial runs to the end)"
         ),
         f"Selection: the '{cfg.selection.rule}' rule (label-free), every clustering scored in the inputs and each distinct embedding "
-        f"on {cfg.selection.sample} seeded rows; a winner less stable than {cfg.selection.min_stability:g} is reported as no stable clustering",
+        f"on {cfg.selection.sample} seeded rows (methods less stable than {cfg.selection.candidate_stability:g} rank last); "
+        f"a winner less stable than {cfg.selection.min_stability:g} is reported as no stable clustering",
         f"Budget: {cfg.num_samples} trials, at most {search.max_concurrent_trials} at a time"
         + (f", {search.time_budget_s:g} s in all" if search.time_budget_s else "")
         + f"; per trial {cfg.resources.cpus_per_trial:g} CPU, {cfg.resources.gpus_per_trial:g} GPU (device {cfg.resources.device})",
@@ -140,6 +156,7 @@ def describe_plan(cfg: SweepConfig) -> str:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from musicvae.leaderboard import TrialStatus
     from musicvae.locations import find_run, load_run_sweep
     from musicvae.sweep import run_sweep
 
@@ -166,7 +183,7 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0
     outcome = run_sweep(cfg, sweep_yaml, resume=run_path, address=args.address)
     print(outcome.summary())
-    return 0 if (outcome.leaderboard["status"] == "OK").any() else 1
+    return 0 if (outcome.leaderboard["status"] == TrialStatus.OK).any() else 1
 
 
 def _assign(args: argparse.Namespace) -> int:
@@ -244,7 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(prog="musicvae", description="Hyperparameter sweeps for music clustering with VAEs.")
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_sweep_commands, _add_data_commands, _add_result_commands, _add_server_command):
+        add(commands, common)
+    return parser
 
+
+def _add_sweep_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``sweep`` and ``sync``."""
     sweep = commands.add_parser("sweep", parents=[common], help="run a sweep file")
     sweep.add_argument("file", nargs="?", help="sweep YAML, e.g. sweeps/quickstart.yaml")
     sweep.add_argument("--dry-run", action="store_true", help="validate the file and print the plan; run nothing")
@@ -266,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--storage", default=DEFAULT_STORAGE, help=f"the sweeps' storage_path (default {DEFAULT_STORAGE})")
     sync.set_defaults(func=_sync)
 
+
+def _add_data_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``data synth`` and ``extract``."""
     data = commands.add_parser("data", parents=[common], help="demo data").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", parents=[common], help="write the labelled synthetic demo collection")
     synth.add_argument("--out", required=True, help="output folder")
@@ -279,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local Ray)")
     extract.set_defaults(func=_extract)
 
+
+def _add_result_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``report`` and ``assign``: what a finished sweep gives."""
     report = commands.add_parser("report", parents=[common], help="write a finished sweep's tables and figures from MLflow")
     report.add_argument("names", nargs="+", metavar="NAME", help="sweep name(s), e.g. fma-easy fma-medium fma-hard")
     report.add_argument("--out", default="reports", help="output folder; each sweep goes to OUT/NAME/ (default reports)")
@@ -304,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--embedding", action="store_true", help="add each track's embedding (z00, z01, ...) to the assignments")
     assign.set_defaults(func=_assign)
 
+
+def _add_server_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``tracking-server``."""
     server = commands.add_parser("tracking-server", parents=[common], help="run MLflow on PostgreSQL with proxied artifacts (loopback only)")
     server.add_argument("--data", default=".musicvae/tracking", help="folder for PostgreSQL's files and the artifacts (default .musicvae/tracking)")
     server.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; reach it through an SSH tunnel)")
@@ -312,7 +344,6 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--backend-store-uri", help="an existing database instead of the local PostgreSQL, e.g. postgresql://user@db:5432/mlflow")
     server.add_argument("--artifacts-destination", help="default DATA/artifacts; on a cluster e.g. s3://bucket/mlflow")
     server.set_defaults(func=_tracking_server)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

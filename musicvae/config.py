@@ -252,28 +252,30 @@ class DataConfig(StrictModel):
 MetricName = Literal[tuple(OBJECTIVE_MODES)]  # the names a sweep file may give as search.metric
 
 
-SelectionRule = Literal["combined", "pooled_silhouette", "pooled_calinski_harabasz", "stability", "consensus", "input_silhouette", "objective"]
+SelectionRule = Literal[
+    "combined", "ch_neighbours", "pooled_silhouette", "pooled_calinski_harabasz", "pooled_neighbours", "stability", "consensus", "coassociation", "gap",
+    "input_silhouette", "objective",
+]  # fmt: skip
 
 
 class SelectionConfig(StrictModel):
-    """How the sweep picks its method without labels (see :mod:`musicvae.selection`).
+    """How the sweep picks its method, and its k, without labels (see :mod:`musicvae.selection`).
 
     Every finished, non-degenerate clustering is scored in one shared set of
     spaces (the standardised inputs and every distinct embedding, z-scored, on
     ``sample`` seeded rows). ``rule`` names the score that chooses; every
-    rule's pick is reported beside it. Methods less stable than
-    ``min_stability`` (ARI between seeds and between resampled clusterings)
-    are not candidates for ``combined``; if none is that stable, the pick is
-    reported as "no stable clustering".
+    rule's pick is reported beside it. Stability is the ARI between a method's
+    seeds and between its resampled clusterings: methods less stable than
+    ``candidate_stability`` are ranked below the others by ``combined``, and a
+    winner less stable than ``min_stability`` is reported as "no stable clustering".
     """
 
     rule: SelectionRule = "combined"
     sample: int = Field(1500, ge=100, le=20000, description="rows (a seeded sample, the same for every trial) the spaces are scored on")
     seed: int = 0
     subsample: float = Field(0.8, gt=0.2, lt=1.0, description="share of rows in each of a trial's two resampled clusterings")
-    min_stability: float = Field(
-        0.3, ge=0.0, le=1.0, description="less stable methods are not candidates; a winner below it is reported as no stable clustering"
-    )
+    candidate_stability: float = Field(0.5, ge=0.0, le=1.0, description="'combined' ranks less stable methods below the rest")
+    min_stability: float = Field(0.3, ge=0.0, le=1.0, description="a winner less stable than this is reported as no stable clustering")
 
 
 class SearchConfig(StrictModel):

@@ -173,7 +173,6 @@ def disentanglement_figure(report: DisentanglementReport, title: str = "") -> Fi
     The panels share the latent-dimension axis so a collapsed dimension can be
     followed across them: grey in the variance bars, near zero KL, no genre information.
     """
-    d = len(report.variance)
     n_panels = 3 if report.mi_with_labels is None else 4
     # Margins fixed in inches, not found by constrained layout: every panel's text is of a known size, and the
     # layout's measuring pass was half of the 0.55 s a figure took, drawn once per model and seed of a sweep.
@@ -181,41 +180,8 @@ def disentanglement_figure(report: DisentanglementReport, title: str = "") -> Fi
     panel = (width - left - right - gap * (n_panels - 1)) / n_panels
     fig, axes = plt.subplots(1, n_panels, figsize=(width, 4.3))
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=0.85 / 4.3, top=1 - 0.95 / 4.3, wspace=gap / panel)
-    dims = np.arange(d)
-
-    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="lightgrey")  # constant dimensions have no correlation
-    image = axes[0].imshow(np.ma.masked_invalid(report.correlation), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
-    fig.colorbar(image, ax=axes[0], shrink=0.8, label="Pearson r")
-    axes[0].set_title(
-        f"Correlation of posterior means\nmean |r| = {fmt(report.mean_abs_correlation, '.2f')}, total correlation = {fmt(report.total_correlation)} nats"
-    )
-    axes[0].set_xlabel("latent dimension")
-    axes[0].set_ylabel("latent dimension")
-
-    active = report.active
-    positive = report.variance[report.variance > 0]
-    floor = (min(ACTIVE_THRESHOLD, positive.min()) if positive.size else ACTIVE_THRESHOLD) / 10  # log scale: 0 needs a floor
-    axes[1].bar(dims, np.maximum(report.variance, floor), color=np.where(active, "tab:blue", "lightgrey"))
-    for dim in np.flatnonzero(report.variance <= 0):  # the stub is at the floor, not at the value: say so
-        axes[1].text(dim, floor, "0", ha="center", va="bottom", fontsize=7, color="dimgrey")
-    axes[1].axhline(ACTIVE_THRESHOLD, color="black", linestyle="--", linewidth=1)
-    axes[1].set_yscale("log")
-    axes[1].set_ylim(bottom=floor / 3)  # a zero-variance dimension shows as a grey stub, not as nothing
-    axes[1].set_title(f"Active units: {int(active.sum())}/{d}")
-    axes[1].set_xlabel("latent dimension")
-    axes[1].set_ylabel("Var over tracks of E[z | x]")
-    axes[1].legend(
-        handles=[
-            Patch(color="tab:blue", label="active"),
-            Patch(color="lightgrey", label="inactive (collapsed)"),
-            Line2D([], [], color="black", linestyle="--", linewidth=1, label=f"threshold {ACTIVE_THRESHOLD:g}"),
-        ],
-        fontsize=8,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.16),
-        ncol=3,
-        frameon=False,
-    )
+    _correlation_panel(fig, axes[0], report)
+    _active_units_panel(axes[1], report)
 
     if report.kl_per_dim is None:
         axes[2].text(0.5, 0.5, "no KL: deterministic embedding", ha="center", va="center", color="dimgrey", transform=axes[2].transAxes)
@@ -236,6 +202,47 @@ def disentanglement_figure(report: DisentanglementReport, title: str = "") -> Fi
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     return fig
+
+
+def _correlation_panel(fig: Figure, ax: Axes, report: DisentanglementReport) -> None:
+    """The posterior means' correlation matrix, constant dimensions in grey."""
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="lightgrey")  # constant dimensions have no correlation
+    image = ax.imshow(np.ma.masked_invalid(report.correlation), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="Pearson r")
+    ax.set_title(
+        f"Correlation of posterior means\nmean |r| = {fmt(report.mean_abs_correlation, '.2f')}, total correlation = {fmt(report.total_correlation)} nats"
+    )
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("latent dimension")
+
+
+def _active_units_panel(ax: Axes, report: DisentanglementReport) -> None:
+    """Each dimension's variance of the posterior mean (log scale), active ones in blue, the threshold dashed."""
+    dims = np.arange(len(report.variance))
+    active = report.active
+    positive = report.variance[report.variance > 0]
+    floor = (min(ACTIVE_THRESHOLD, positive.min()) if positive.size else ACTIVE_THRESHOLD) / 10  # log scale: 0 needs a floor
+    ax.bar(dims, np.maximum(report.variance, floor), color=np.where(active, "tab:blue", "lightgrey"))
+    for dim in np.flatnonzero(report.variance <= 0):  # the stub is at the floor, not at the value: say so
+        ax.text(dim, floor, "0", ha="center", va="bottom", fontsize=7, color="dimgrey")
+    ax.axhline(ACTIVE_THRESHOLD, color="black", linestyle="--", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor / 3)  # a zero-variance dimension shows as a grey stub, not as nothing
+    ax.set_title(f"Active units: {int(active.sum())}/{len(dims)}")
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("Var over tracks of E[z | x]")
+    ax.legend(
+        handles=[
+            Patch(color="tab:blue", label="active"),
+            Patch(color="lightgrey", label="inactive (collapsed)"),
+            Line2D([], [], color="black", linestyle="--", linewidth=1, label=f"threshold {ACTIVE_THRESHOLD:g}"),
+        ],
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=3,
+        frameon=False,
+    )
 
 
 # --- β grid ----------------------------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ costs.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,15 @@ SHOWN_PARAMS = ("model", "latent_dim", "beta", "clusterer", "seed")  # always sh
 METRICS = tuple(name for name, spec in REGISTRY.items() if spec.kind != "time")  # a trial's scores, in the registry's order
 DIAGNOSTICS = ("noise_fraction", "largest_cluster", "seconds")  # the report's context columns beside QUALITY: no bold best
 RULE_DIGITS = {"stability": 3, "ARI": 4, "regret": 4}  # the selection table's numbers, as the report prints them
-SYMBOLS = {"beta": "β", "group_weight": "pooled", "manifold_dim": "umap_dim", "manifold_neighbors": "umap_k"}
+SYMBOLS = {"beta": "β", "group_weight": "pooled", "manifold_dim": "umap_dim", "manifold_neighbors": "umap_k", "n_clusters": "k"}
+
+
+class TrialStatus(StrEnum):
+    """How a trial ended, as the leaderboard and the report count it (equal to its string, so tables compare with either)."""
+
+    OK = "OK"
+    FAILED = "FAILED"  # the trial raised or its loss went NaN
+    STOPPED = "STOPPED"  # early-stopped by the scheduler: no clustering ran
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class TrialRecord:
     """
 
     name: str
-    status: str
+    status: TrialStatus
     config: dict[str, Any]
     metrics: dict[str, Any]
     error: str = ""
@@ -52,15 +62,15 @@ def record_from_result(result: Any) -> TrialRecord:
     metrics = dict(result.metrics or {})
     name = Path(result.path).name if result.path else "?"
     if result.error:
-        return TrialRecord(name, "FAILED", dict(result.config or {}), metrics, str(result.error).strip().splitlines()[-1][:300])
+        return TrialRecord(name, TrialStatus.FAILED, dict(result.config or {}), metrics, str(result.error).strip().splitlines()[-1][:300])
     if metrics.get("failed"):
-        return TrialRecord(name, "FAILED", dict(result.config or {}), metrics, str(metrics.get("error", ""))[:300])
+        return TrialRecord(name, TrialStatus.FAILED, dict(result.config or {}), metrics, str(metrics.get("error", ""))[:300])
     if "trial_seconds" not in metrics:  # only the final result has it: the scheduler stopped the trial before clustering
-        return TrialRecord(name, "STOPPED", dict(result.config or {}), metrics, f"stopped early at epoch {metrics.get('epoch', '?')}")
-    return TrialRecord(name, "OK", dict(result.config or {}), metrics)
+        return TrialRecord(name, TrialStatus.STOPPED, dict(result.config or {}), metrics, f"stopped early at epoch {metrics.get('epoch', '?')}")
+    return TrialRecord(name, TrialStatus.OK, dict(result.config or {}), metrics)
 
 
-STATUS_ORDER = {"OK": 0, "STOPPED": 1, "FAILED": 2}
+STATUS_ORDER = {TrialStatus.OK: 0, TrialStatus.STOPPED: 1, TrialStatus.FAILED: 2}
 
 
 def trial_table(records: list[TrialRecord], metric: str, mode: str) -> pd.DataFrame:
@@ -72,7 +82,7 @@ def trial_table(records: list[TrialRecord], metric: str, mode: str) -> pd.DataFr
         config, metrics = record.config, record.metrics
         row = {"trial": record.name, "status": record.status}
         row.update({p: config.get(p, getattr(defaults, p) if applies(p, config) else "") for p in params})
-        ok = record.status == "OK"
+        ok = record.status == TrialStatus.OK
         row.update({m: float(metrics[m]) if ok and m in metrics else math.nan for m in METRICS})
         row["seconds"] = metrics.get("trial_seconds", metrics.get("time_total_s", math.nan))
         row["error"] = record.error
@@ -91,31 +101,41 @@ def leaderboard(results: Any, metric: str, mode: str) -> pd.DataFrame:
 
 def method_trial(table: pd.DataFrame, method: str) -> pd.Series:
     """The method's finished trial with the lowest seed: the one its figures and the report's explorer show."""
-    ok = table[(table["method"] == method) & (table["status"] == "OK")]
+    ok = table[(table["method"] == method) & (table["status"] == TrialStatus.OK)]
     return ok.sort_values("seed", kind="stable").iloc[0]
 
 
-def setting(name: str, value: Any) -> str:
-    """'β=0.5', 'latent_dim=16': one parameter as method names show it."""
+def setting(name: str, value: Any, digits: int = 3) -> str:
+    """'β=0.5', 'latent_dim=16': one parameter as method names show it (floats to ``digits`` significant digits)."""
     symbol = SYMBOLS.get(name, name)
-    return f"{symbol}={value:.3g}" if isinstance(value, float) else f"{symbol}={value}"
+    return f"{symbol}={value:.{digits}g}" if isinstance(value, float) else f"{symbol}={value}"
 
 
-def method_name(row: pd.Series, varying: list[str]) -> str:
+def method_name(row: pd.Series, varying: list[str], digits: int = 3) -> str:
     """'vae (β=0.5) + kmeans': the row's model, its settings among ``varying`` (blank ones left out), its clusterer."""
-    settings = [setting(p, row[p]) for p in varying if row[p] != ""]
+    settings = [setting(p, row[p], digits) for p in varying if row[p] != ""]
     return f"{row['model']}{' (' + ', '.join(settings) + ')' if settings else ''} + {row['clusterer']}"
 
 
 def method_names(table: pd.DataFrame, params: list[str]) -> list[str]:
-    """Every row's method name, with the settings that vary across the sweep (seed aside)."""
+    """Every row's method name: one per configuration (its parameters but the seed), showing the settings that vary.
+
+    A method is a configuration, not a name: two sampled β that print alike
+    at three digits (1.0012 and 1.0034) are two methods, so their names get
+    the digits that tell them apart.
+    """
     varying = [p for p in params if p not in ("model", "clusterer", "seed") and table.loc[table[p] != "", p].astype(str).nunique() > 1]
-    return [method_name(row, varying) for _, row in table.iterrows()]
+    configs = [json.dumps({p: row[p] for p in params if p != "seed"}, sort_keys=True, default=str) for _, row in table.iterrows()]
+    for digits in (3, 6, 17):  # 17 significant digits print every float64 apart
+        names = [method_name(row, varying, digits) for _, row in table.iterrows()]
+        if len(set(zip(configs, names))) == len(set(names)):  # each name one configuration
+            break
+    return names
 
 
 def method_table(table: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     """One row per method: finished seeds, then mean and std of every metric and of the trial time; best mean first."""
-    ok = table[table["status"] == "OK"]
+    ok = table[table["status"] == TrialStatus.OK]
     if ok.empty:
         return pd.DataFrame(columns=["method", "n"])
     columns = [m for m in (*METRICS, "seconds") if ok[m].notna().any()]
@@ -182,7 +202,7 @@ def methods_view(methods: pd.DataFrame, lower_mark: str) -> MethodsView:
 
 
 def status_counts(table: pd.DataFrame) -> dict[str, int]:
-    return {status: int((table["status"] == status).sum()) for status in ("OK", "FAILED", "STOPPED")}
+    return {status: int((table["status"] == status).sum()) for status in TrialStatus}
 
 
 def format_methods(methods: pd.DataFrame) -> str:
@@ -315,6 +335,23 @@ def selection_markdown_table(selection: Selection) -> str:
     lines = [_markdown_row(["rule", "pick", *columns]), "|" + "|".join(["---", "---"] + ["---:"] * len(columns)) + "|"]
     for rule, pick, cells in rows:
         lines.append(_markdown_row([f"**{rule}**" if rule == selection.rule else rule, _escape(pick), *(text for _, text in cells)]))
+    return "\n".join(lines)
+
+
+def k_markdown_table(selection: Selection) -> str:
+    """The chosen representation at every k tried (:func:`musicvae.selection.k_curve`): the rules' scores, the stability, ARI/NMI;
+    the chosen k in bold. Empty where k was not searched."""
+    from musicvae.selection import k_curve
+
+    curve = k_curve(selection)
+    if curve.empty:
+        return ""
+    columns = [c for c in curve.columns if c not in ("n_clusters", "chosen")]
+    lines = [_markdown_row(["k", *columns]), "|" + "|".join(["---:"] * (len(columns) + 1)) + "|"]
+    for _, row in curve.iterrows():
+        cells = [f"{row[c]:.3f}" if pd.notna(row[c]) else "–" for c in columns]
+        k = f"**{row['n_clusters']}** ★" if row["chosen"] else str(row["n_clusters"])
+        lines.append(_markdown_row([k, *cells]))
     return "\n".join(lines)
 
 

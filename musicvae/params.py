@@ -10,6 +10,7 @@ the sweep file's checks (musicvae.sweep_file) and the reports read these rules.
 from __future__ import annotations
 
 import json
+import math
 import typing
 from typing import Any, Literal, Union
 
@@ -66,7 +67,7 @@ class TrialParams(StrictModel):
     batch_size: int = Field(64, ge=1)
     val_fraction: float = Field(0.1, ge=0.0, lt=0.9)
     clusterer: ClustererName = "kmeans"
-    n_clusters: int | None = Field(None, ge=2, description="default: the number of labels")
+    n_clusters: int | None = Field(None, ge=2, description="k; a sweep searches it over default_k_range when its space does not set it")
     linkage: Literal["ward", "complete", "average", "single"] = "ward"
     eps: float | None = Field(None, gt=0, description="DBSCAN radius; default: the knee of the k-distance curve")
     min_samples: int = Field(5, ge=1, le=10000)
@@ -89,6 +90,23 @@ class TrialParams(StrictModel):
     @property
     def uses_spectrogram(self) -> bool:
         return self.model == "conv_vae" or (self.model in ("multimodal_vae", "vade") and self.audio_encoder == "cnn")
+
+
+K_GRID = (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 20)  # the k a sweep searches by default, up to a bound that grows with the tracks
+
+
+def k_bound(n_tracks: int) -> int:
+    """The largest k searched by default: sqrt(n / 2), between 3 and 20 (300 tracks: 12; 800 and more: 20).
+
+    The usual rule of thumb for the number of clusters (Mardia et al. 1979),
+    capped: a listener asks for a dozen or two groups, not a hundred.
+    """
+    return min(20, max(3, int(math.sqrt(n_tracks / 2))))
+
+
+def default_k_range(n_tracks: int) -> list[int]:
+    """The k values a sweep searches when its space does not set ``n_clusters`` (a grid's list; other samplers take 2..k_bound)."""
+    return [k for k in K_GRID if k <= k_bound(n_tracks)]
 
 
 def trial_title(params: TrialParams) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from musicvae import locations, tracking
 from musicvae.dataset import FeatureSet
-from musicvae.leaderboard import METRICS
+from musicvae.leaderboard import METRICS, TrialStatus
 from musicvae.selection import Selection
 from musicvae.sweep_file import SweepConfig
 
@@ -61,7 +61,7 @@ def sweep_params(cfg: SweepConfig, data: FeatureSet) -> dict[str, Any]:
 
 
 def summary_metrics(table: pd.DataFrame, methods: pd.DataFrame) -> dict[str, float]:
-    metrics = {f"n_trials_{status.lower()}": float((table["status"] == status).sum()) for status in ("OK", "FAILED", "STOPPED")}
+    metrics = {f"n_trials_{status.lower()}": float((table["status"] == status).sum()) for status in TrialStatus}
     if len(methods):
         best = methods.iloc[0]
         metrics.update({f"best_{m}": float(best[f"{m}_mean"]) for m in METRICS if f"{m}_mean" in best and pd.notna(best[f"{m}_mean"])})

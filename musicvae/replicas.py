@@ -27,6 +27,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from musicvae.models.vae import elbo, noise_from
+from musicvae.params import TrialParams
 
 if TYPE_CHECKING:
     from musicvae.training import Tensors
@@ -58,6 +59,12 @@ def vectorises(model: nn.Module) -> bool:
     a model that can are exact is measured before they train (:func:`exact`).
     """
     return not any(isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)) for m in model.modules())
+
+
+def vectorises_params(params: TrialParams) -> bool:
+    """:func:`vectorises` before the model is built (what ``--dry-run`` plans): the convolutional models are those of the
+    spectrogram; ``tests/test_replicas.py`` holds the two answers together for every model."""
+    return not params.uses_spectrogram
 
 
 class _ELBO(nn.Module):

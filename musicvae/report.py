@@ -30,6 +30,8 @@ from mlflow.tracking import MlflowClient
 from musicvae import figures as fig
 from musicvae.config import TrialsConfig
 from musicvae.leaderboard import (
+    TrialStatus,
+    k_markdown_table,
     methods_markdown_table,
     pareto_front,
     selection_markdown_table,
@@ -70,7 +72,7 @@ def _started(run: Run) -> str:
 
 def _problems(table: pd.DataFrame, limit: int = 20) -> list[str]:
     """A line per failed or stopped trial (the first ``limit``), so failures are read, not just counted."""
-    bad = table[table["status"] != "OK"]
+    bad = table[table["status"] != TrialStatus.OK]
     lines = [f"- `{row['trial']}` {row['status']}: {row['error'] or 'no reason recorded'}" for _, row in bad.head(limit).iterrows()]
     if len(bad) > limit:
         lines.append(f"- … and {len(bad) - limit} more (see trials.csv)")
@@ -96,7 +98,7 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
         lines.append(f"Metadata used: each track's embedding was pooled with its {params['group_by']} group before clustering (data.group_by; not labels).")
     lines += [
         f"Objective: {objectives}; methods ranked by {sweep.metric}.",
-        f"Trials: {len(table)} ({counts['OK']} OK, {counts['FAILED']} failed, {counts['STOPPED']} stopped).",
+        f"Trials: {len(table)} ({counts[TrialStatus.OK]} OK, {counts[TrialStatus.FAILED]} failed, {counts[TrialStatus.STOPPED]} stopped).",
         "",
         f"{h}# Methods",
     ]
@@ -108,6 +110,11 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
     if sweep.selection is not None:
         lines += [f"- {line.strip()}" for line in sweep.selection.summary().splitlines() if "other rules' picks" not in line]
         lines += ["", selection_markdown_table(sweep.selection)]
+        k_table = k_markdown_table(sweep.selection)
+        if k_table:
+            winner = sweep.selection.winner
+            lines += ["", f"{h}# Choosing k", "", f"The chosen method's representation and clusterer ({winner}) at each k the sweep tried: every rule's "
+                      "score (higher is better), the stability and ARI/NMI (labels: evaluation only); ★ the k chosen.", "", k_table]  # fmt: skip
     else:
         lines += [f"- {line}" for line in selection_summary(table, sweep.metric, sweep.mode).splitlines()]
         lines.append("- (this sweep predates shared-space selection: the pick above is by its own objective)")
@@ -116,7 +123,7 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
     if len(sweep.objectives) > 1 and not methods.empty:
         front = pareto_front(methods, sweep.objectives, sweep.modes)
         lines += ["", f"Pareto front over {', '.join(sweep.objectives)} (method means): " + ("; ".join(front["method"]) or "empty")]
-    if counts["FAILED"] or counts["STOPPED"]:
+    if counts[TrialStatus.FAILED] or counts[TrialStatus.STOPPED]:
         lines += ["", f"{h}# Failed and stopped trials", "", *_problems(table)]
     lines += ["", f"{h}# Figures", ""]
     lines += [f"![{path.stem.replace('_', ' ')}]({prefix}{path.name})" for path in figures]

@@ -44,9 +44,11 @@ from musicvae.charts import (
     composition_figure,
     explorer_figure,
     heatmap_figure,
+    k_figure,
 )
 from musicvae.leaderboard import method_trial, methods_view, rule_rows
 from musicvae.locations import is_uri
+from musicvae.selection import k_curve
 from musicvae.sweep_runs import SweepTables
 from musicvae.tracking import DESCRIPTION_TAG
 
@@ -292,6 +294,14 @@ def page(tables: SweepTables, items: list[Explored], notes: list[str]) -> str:
         facts += f"; metadata used: embeddings pooled by {html.escape(params['group_by'])} (not labels)"
     parts.append(f"<p class='note'>{facts}. Objective {html.escape(sweep.metric)} ({sweep.mode}); {len(tables.table)} trials.</p>")
     parts += ["<h2>Selection</h2>", selection_html(tables)]
+    curve = k_curve(selection) if selection is not None else pd.DataFrame()
+    if not curve.empty:
+        parts += [
+            "<h3>Choosing k</h3>",
+            f"<p class='note'>{html.escape(selection.winner)}: every rule's score and the stability at each k the sweep tried, each scaled to "
+            "[0, 1] over those k so their shapes compare (hover for the value); ARI and NMI dashed, for evaluation only.</p>",
+            _figure_html(k_figure(curve), "k-curve"),
+        ]
     if methods.empty:
         parts += ["<h2>Methods</h2>", "<p>No trial finished: there is nothing to compare.</p>"]
     else:

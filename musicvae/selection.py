@@ -14,17 +14,23 @@ over the spaces (the rank pooling of ACE, Wang & Ye 2024). Beside that:
   changes (Ben-Hur et al. 2002, Lange et al. 2004). Per method, the lower of
   the mean ARI between its seeds' clusterings and its trials' resample
   stability (two 80 % subsamples, :func:`musicvae.clustering.resample_stability`).
-  Stability alone cannot see too few clusters, so it filters, it does not rank;
-* consensus: the mean ARI of a clustering with the other methods' (DISCOTEC,
-  Ohl & Lindsten 2025).
+  ARI is already corrected for chance, which is what Lange et al.'s
+  normalisation by random labellings does for their misclassification rate,
+  so k = 2 is not favoured by construction. Stability alone cannot see too
+  few clusters, so it filters, it does not rank;
+* consensus: the mean ARI of a clustering with the other methods'; and
+  coassociation, its pairs against the ensemble's co-association (DISCOTEC,
+  Ohl & Lindsten 2025);
+* gap: the gap statistic (Tibshirani et al. 2001) in the input spaces, a baseline.
 
-The default rule, ``combined``, came from the labelled collections of
-``bench/selection.py`` (a rule validated on one collection is not validated):
-the methods at least ``selection.min_stability`` stable, ranked by the mean of
-their pooled Calinski-Harabasz and pooled neighbour-agreement ranks
-(:func:`rule_scores` says why). A winner less stable than that is reported
-as no stable clustering: on structureless data K-Means resamples at ARI
-0.09, on the study's FMA table at 0.44.
+k is one of a method's settings (a method is one configuration without its
+seed), so a rule chooses k and the representation together. The default,
+``combined``, came from the labelled collections of ``bench/selection.py``
+with k searched (a rule validated on one collection is not validated): the
+methods at least ``selection.candidate_stability`` stable, ranked by their
+pooled neighbour agreement (:func:`rule_scores` says why). A winner less
+stable than ``selection.min_stability`` is reported as no stable clustering:
+structureless data's groupings do not come back when it is resampled.
 
 Labels never enter a rule. Where the data has them, the oracle (best mean
 ARI) and each pick's regret are printed beside the picks, for evaluation.
@@ -47,10 +53,25 @@ from sklearn.preprocessing import StandardScaler
 from musicvae.clustering import NOISE, ari_of_codes, mean_pairwise_ari
 from musicvae.config import SelectionConfig
 from musicvae.disentanglement import ACTIVE_THRESHOLD
+from musicvae.leaderboard import TrialStatus
 from musicvae.metrics import DEGENERATE_SHARE, sample_rows
+from musicvae.params import TrialParams
 
 INPUTS = "inputs"
-RULES = ("combined", "pooled_calinski_harabasz", "pooled_neighbours", "pooled_silhouette", "stability", "consensus", "input_silhouette", "objective")
+RULES = (
+    "combined",
+    "ch_neighbours",
+    "pooled_calinski_harabasz",
+    "pooled_neighbours",
+    "pooled_silhouette",
+    "stability",
+    "consensus",
+    "coassociation",
+    "gap",
+    "input_silhouette",
+    "objective",
+)
+GAP_REFERENCES = 5  # uniform reference sets per k for the gap statistic
 
 
 def content_key(array: np.ndarray) -> str:
@@ -208,6 +229,79 @@ def consensus(clusterings: dict[str, np.ndarray], method_of: dict[str, str]) -> 
     return dict(zip(names, means))
 
 
+def coassociation(clusterings: dict[str, np.ndarray], method_of: dict[str, str]) -> dict[str, float]:
+    """Each clustering's agreement with the ensemble's co-association (DISCOTEC, Ohl & Lindsten 2025).
+
+    The ensemble's co-association of two tracks is the share of the methods
+    (each the mean over its seeds) that put them in one cluster; a
+    clustering's score is the correlation of its own co-association (1 for
+    the pairs it puts together, 0 for the rest, noise with nothing) with the
+    ensemble's over all pairs of distinct tracks. Pairs, not centroids: no
+    bias towards round clusters, and a k that splits or merges what most
+    methods keep apart or together is penalised on every pair it moves.
+    """
+    names = list(clusterings)
+    n = len(clusterings[names[0]])
+    onehots = {name: _onehot(labels)[1] for name, labels in clusterings.items()}
+    methods: dict[str, list[str]] = {}
+    for name in names:
+        methods.setdefault(method_of[name], []).append(name)
+    ensemble = np.zeros((n, n))
+    for members in methods.values():
+        for name in members:
+            ensemble += onehots[name] @ onehots[name].T / (len(members) * len(methods))
+    off = ensemble.sum() - np.trace(ensemble)
+    pairs = n * (n - 1)
+    mean_y, var_y = off / pairs, ((ensemble**2).sum() - (np.diag(ensemble) ** 2).sum()) / pairs - (off / pairs) ** 2
+    scores = {}
+    for name in names:
+        h = onehots[name]
+        sizes = h.sum(axis=0)
+        together = float((sizes**2).sum() - sizes.sum())  # ordered pairs of distinct tracks in one cluster (noise rows are zero)
+        mean_x = together / pairs
+        xy = float(np.einsum("ic,ij,jc->", h, ensemble, h) - (h.sum(axis=1) * np.diag(ensemble)).sum()) / pairs
+        denominator = math.sqrt(mean_x * (1 - mean_x) * var_y)
+        scores[name] = (xy - mean_x * mean_y) / denominator if denominator > 0 else math.nan
+    return scores
+
+
+def gap(clusterings: dict[str, np.ndarray], spaces: dict[str, np.ndarray], seed: int = 0) -> dict[str, float]:
+    """The gap statistic (Tibshirani, Walther & Hastie 2001) of each clustering, averaged over the input spaces: a baseline.
+
+    Gap = E*[log W_k] - log W_k, where W_k is the clustering's within-cluster
+    sum of squares and E* its expectation for K-Means on ``GAP_REFERENCES``
+    uniform samples from the box of the space's principal components (their
+    "b" reference). Only the input spaces: references for every embedding of
+    a large sweep would cost more than the rest of the selection.
+    """
+    from sklearn.cluster import KMeans
+
+    scores = {name: [] for name in clusterings}
+    for space, x in spaces.items():
+        if not space.startswith(INPUTS):
+            continue
+        x = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        rotated = x @ vt.T
+        low, high = rotated.min(axis=0), rotated.max(axis=0)
+        rng = np.random.default_rng(seed)
+        references = [rng.uniform(low, high, size=rotated.shape) @ vt for _ in range(GAP_REFERENCES)]
+        expected: dict[int, float] = {}
+        for name, labels in clusterings.items():
+            codes, onehot = _onehot(labels)
+            k = onehot.shape[1]
+            if not 2 <= k < len(x):
+                scores[name].append(math.nan)
+                continue
+            if k not in expected:
+                fits = [KMeans(k, n_init=1, random_state=seed).fit(r) for r in references]
+                expected[k] = float(np.mean([math.log(f.inertia_) for f in fits]))
+            sums, found = onehot.T @ x, codes >= 0
+            within = float((x[found] ** 2).sum() - ((sums**2).sum(axis=1) / onehot.sum(axis=0)).sum())
+            scores[name].append(expected[k] - math.log(max(within, 1e-12)))
+    return {name: float(np.mean(values)) if values else math.nan for name, values in scores.items()}
+
+
 @dataclass(frozen=True)
 class Selection:
     """Every rule's score per method, the chosen rule's winner, and (with labels) the oracle."""
@@ -221,6 +315,7 @@ class Selection:
     n_spaces: int
     n_rows: int
     seconds: float = 0.0
+    n_labels: int | None = None  # the labels' count, shown beside the chosen k for evaluation only; None without labels
 
     @property
     def oracle(self) -> str | None:
@@ -259,6 +354,9 @@ class Selection:
             f"  stability {win['stability']:.3f} (seeds agree {_fmt(win['seed_agreement'])}, resampled {_fmt(win['resample_stability'])})"
             + ("" if self.stable else f": below {self.min_stability:g}, so NO STABLE CLUSTERING: the data may hold no grouping this sweep can find"),
         ]
+        if pd.notna(win.get("n_clusters")):
+            label_count = f" (label count {self.n_labels}, evaluation only)" if self.n_labels else ""
+            lines.insert(1, f"  k = {int(win['n_clusters'])} chosen{label_count}")
         if self.oracle is not None:
             oracle = self.row(self.oracle)
             lines[0] += f": ARI {win['ari']:.4f}, NMI {win['nmi']:.4f}"
@@ -280,30 +378,59 @@ def _fmt(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
-def rule_scores(methods: pd.DataFrame, min_stability: float) -> pd.DataFrame:
+def k_curve(selection: Selection) -> pd.DataFrame:
+    """The winner's representation and clusterer at every k the sweep tried: each rule's score, the stability and (with labels,
+    for evaluation) ARI and NMI, by k; ``chosen`` marks the pick. Empty where k was not searched."""
+    scores = selection.scores
+    if selection.winner is None or "family" not in scores or "n_clusters" not in scores:
+        return pd.DataFrame()
+    family = scores.set_index("method").loc[selection.winner, "family"]
+    rows = scores[(scores["family"] == family) & scores["n_clusters"].notna()].sort_values("n_clusters")
+    if rows["n_clusters"].nunique() < 2:
+        return pd.DataFrame()
+    rules = [f"score_{rule}" for rule in RULES if f"score_{rule}" in rows and rule != "stability"]  # the stability rule is the stability column
+    columns = ["n_clusters", *rules, "stability", *(c for c in ("ari", "nmi") if c in rows)]
+    curve = rows[columns].rename(columns=lambda c: c.removeprefix("score_")).reset_index(drop=True)
+    curve["chosen"] = rows["method"].to_numpy() == selection.winner
+    return curve.astype({"n_clusters": int})
+
+
+def rule_scores(methods: pd.DataFrame, cfg: SelectionConfig) -> pd.DataFrame:
     """Each rule's score per method (higher is better for every rule), from the per-method parts.
 
-    ``combined``: the mean of the pooled Calinski-Harabasz and pooled
-    neighbour-agreement ranks, over the methods at least ``min_stability``
-    stable (every method, if none is), the rest ranked below them. On the
-    labelled collections of bench/selection.py those two were the indices
-    whose rank correlation with ARI never fell below 0.75; combined, with the
-    stability filter, it has the lowest mean regret of the rules (0.046;
-    pooled CH alone 0.052, neighbours alone 0.058, pooled silhouette 0.204)
-    and a correlation of 0.74-0.93 on each. Pooled silhouette fell to 0.3-0.4
-    on two collections (it rewards fewer, rounder groups and DBSCAN's dense
-    cores). Stability cannot rank (a collapsed latent is very stable) but
-    tells structure from none.
+    ``combined``, the default: the pooled neighbour-agreement rank, over the
+    methods at least ``candidate_stability`` stable (every method, if none
+    is), the rest ranked below them. Neighbour agreement asks of a grouping
+    what a listener asks of a playlist: are a track's nearest neighbours, in
+    the inputs and in every embedding, in its group? It has no centroid, so it
+    does not favour the few round groups that Calinski-Harabasz and the
+    silhouette favour, which is what lets it compare groupings of different k;
+    chance-corrected by the cluster sizes, it does not reward one big group.
+    Left alone it can prefer a fine split that no seed or resample repeats:
+    stability filters it. Stability does not rank (a collapsed latent is very
+    stable, and few groups are stable by construction). The README
+    ("Results: choosing without labels", from bench/selection.py) gives each
+    rule's regret on the collections this was chosen on.
+
+    ``ch_neighbours``, the default until k was searched (kept as the
+    baseline): the mean of the pooled Calinski-Harabasz and neighbour ranks
+    over the methods at least ``min_stability`` stable.
     """
     scores = pd.DataFrame(index=methods.index)
-    for rule in RULES[1:]:
+    for rule in RULES[2:]:
         scores[rule] = methods[rule]
-    stable = methods["stability"] >= min_stability
-    if not stable[~methods["degenerate"]].any():
-        stable[:] = True
-    pooled = (methods["pooled_calinski_harabasz"] + methods["pooled_neighbours"]) / 2
-    scores["combined"] = pooled.where(stable, pooled - 1.0)  # ranks are in [0, 1]: an unstable method ranks below every stable one
+    scores["combined"] = _stable_first(methods, methods["pooled_neighbours"], cfg.candidate_stability)
+    ch_neighbours = (methods["pooled_calinski_harabasz"] + methods["pooled_neighbours"]) / 2
+    scores["ch_neighbours"] = _stable_first(methods, ch_neighbours, cfg.min_stability)
     return scores
+
+
+def _stable_first(methods: pd.DataFrame, ranks: pd.Series, threshold: float) -> pd.Series:
+    """Ranks (in [0, 1]) with the methods less stable than ``threshold`` moved below every other; unchanged if none is that stable."""
+    stable = methods["stability"] >= threshold
+    if not stable[~methods["degenerate"]].any():
+        return ranks
+    return ranks.where(stable, ranks - 1.0)
 
 
 def select_methods(
@@ -314,6 +441,7 @@ def select_methods(
     cfg: SelectionConfig,
     objective: str = "silhouette",
     mode: str = "max",
+    n_labels: int | None = None,
 ) -> Selection:
     """Score every finished trial's clustering and pick a method by ``cfg.rule``.
 
@@ -323,9 +451,10 @@ def select_methods(
     standardised input vectors by name (``FeatureSet.inputs``; empty: the embeddings' spaces alone).
     """
     start = time.perf_counter()
-    ok = table[(table["status"] == "OK") & table["trial"].isin(clusters)].copy()
+    ok = table[(table["status"] == TrialStatus.OK) & table["trial"].isin(clusters)].copy()
     if ok.empty:
-        return Selection(pd.DataFrame(columns=["method", "degenerate", "stability"]), cfg.rule, None, {}, False, cfg.min_stability, 0, 0)
+        empty = pd.DataFrame(columns=["method", "degenerate", "stability"])
+        return Selection(scores=empty, rule=cfg.rule, winner=None, picks={}, stable=False, min_stability=cfg.min_stability, n_spaces=0, n_rows=0)
     n = len(next(iter(clusters.values())))
     rows = sample_rows(n, cfg.sample, cfg.seed)
     spaces = build_spaces(inputs, [embeddings[t] for t in ok["trial"] if t in embeddings], rows)
@@ -333,42 +462,53 @@ def select_methods(
     for score, table_ in space_scores(sampled, spaces).items():
         ok[f"pooled_{score}"] = ok["trial"].map(pooled_rank(table_))
     ok["noise_in_sample"] = [float(np.mean(sampled[t] == NOISE)) for t in ok["trial"]]
-    ok["consensus"] = ok["trial"].map(consensus({t: clusters[t] for t in ok["trial"]}, dict(zip(ok["trial"], ok["method"]))))
+    settings = [c for c in ok.columns if c in TrialParams.model_fields and c not in ("seed", "n_clusters")]
+    ok["family"] = ok[settings].astype(str).agg("|".join, axis=1)  # the representation and clusterer, whatever the k
+    method_of = dict(zip(ok["trial"], ok["method"]))
+    ok["consensus"] = ok["trial"].map(consensus({t: clusters[t] for t in ok["trial"]}, method_of))
+    ok["coassociation"] = ok["trial"].map(coassociation(sampled, method_of))
+    ok["gap"] = ok["trial"].map(gap(sampled, spaces, cfg.seed))
     direction = 1.0 if mode == "max" else -1.0
     ok["objective"] = direction * ok[objective].astype(float) if objective in ok else math.nan
 
     columns = [
         *(f"pooled_{score}" for score in SPACE_SCORES),
         "consensus",
+        "coassociation",
+        "gap",
         "objective",
         "input_silhouette",
         "resample_stability",
         "largest_cluster",
         "noise_in_sample",
     ]
-    columns += [c for c in ("ari", "nmi") if c in ok and ok[c].notna().any()]
-    ok = ok.assign(**{c: ok[c].astype(float) for c in columns if c in ok})
+    columns += [c for c in ("ari", "nmi", "n_clusters") if c in ok and pd.to_numeric(ok[c], errors="coerce").notna().any()]
+    ok = ok.assign(**{c: pd.to_numeric(ok[c], errors="coerce") for c in columns if c in ok})
     grouped = ok.groupby("method", sort=False)
     methods = grouped[[c for c in columns if c in ok]].mean()
     methods.insert(0, "n", grouped.size())
+    methods["family"] = grouped["family"].first()
     if "ari" in methods:
         methods["ari_sd"] = grouped["ari"].std()  # the seeds' spread: the regret's uncertainty (Selection.regret_se)
     methods["seed_agreement"] = [mean_pairwise_ari([clusters[t] for t in group["trial"]]) for _, group in grouped]
     methods["stability"] = methods[["seed_agreement", "resample_stability"]].min(axis=1, skipna=True)
     methods["degenerate"] = methods["largest_cluster"] >= DEGENERATE_SHARE
-    scores = rule_scores(methods, cfg.min_stability)
+    scores = rule_scores(methods, cfg)
     for rule in RULES:
         methods[f"score_{rule}"] = scores[rule]
-    return choose(methods.reset_index(), cfg, len(spaces), len(rows), time.perf_counter() - start)
+    return choose(methods.reset_index(), cfg, len(spaces), len(rows), time.perf_counter() - start, n_labels)
 
 
-def choose(methods: pd.DataFrame, cfg: SelectionConfig, n_spaces: int, n_rows: int, seconds: float = 0.0) -> Selection:
+def choose(methods: pd.DataFrame, cfg: SelectionConfig, n_spaces: int, n_rows: int, seconds: float = 0.0, n_labels: int | None = None) -> Selection:
     """Every rule's pick from the per-method scores (``selection.csv`` holds them), and the configured rule's winner.
 
     Degenerate methods are never picked; ties go to the better pooled silhouette.
     """
     if methods.empty or f"score_{cfg.rule}" not in methods:  # no trial finished
-        return Selection(methods, cfg.rule, None, {}, False, cfg.min_stability, n_spaces, n_rows, seconds)
+        return Selection(
+            scores=methods, rule=cfg.rule, winner=None, picks={}, stable=False, min_stability=cfg.min_stability,
+            n_spaces=n_spaces, n_rows=n_rows, seconds=seconds, n_labels=n_labels,
+        )  # fmt: skip
     candidates = methods[~methods["degenerate"].astype(bool)]
     picks = {}
     for rule in RULES:
@@ -378,4 +518,7 @@ def choose(methods: pd.DataFrame, cfg: SelectionConfig, n_spaces: int, n_rows: i
     winner = picks.get(cfg.rule)
     stable = winner is not None and bool(methods.set_index("method").loc[winner, "stability"] >= cfg.min_stability)
     methods = methods.sort_values(f"score_{cfg.rule}", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
-    return Selection(methods, cfg.rule, winner, picks, stable, cfg.min_stability, n_spaces, n_rows, seconds)
+    return Selection(
+        scores=methods, rule=cfg.rule, winner=winner, picks=picks, stable=stable, min_stability=cfg.min_stability,
+        n_spaces=n_spaces, n_rows=n_rows, seconds=seconds, n_labels=n_labels,
+    )  # fmt: skip

@@ -20,7 +20,7 @@ import pandas as pd
 from musicvae import figures as fig
 from musicvae import projection, study_figures
 from musicvae.dataset import FeatureSet
-from musicvae.leaderboard import METRICS, degenerate_rows, method_name, without_idle_noise
+from musicvae.leaderboard import METRICS, TrialStatus, degenerate_rows, method_name, without_idle_noise
 from musicvae.params import VARIATIONAL_MODELS, TrialParams
 from musicvae.trial_projection import Projection, cached_projection, projection_sample, unprojected
 
@@ -56,7 +56,7 @@ def beta_points(table: pd.DataFrame) -> pd.DataFrame:
     the series, so each error bar is a spread over seeds only. A seed with an
     undefined metric makes the point undefined, as in the method table.
     """
-    ok = table[(table["status"] == "OK") & table["model"].isin(VARIATIONAL_MODELS)]
+    ok = table[(table["status"] == TrialStatus.OK) & table["model"].isin(VARIATIONAL_MODELS)]
     if ok.empty:
         return pd.DataFrame(columns=["series", "beta"])
     ok = ok.assign(beta=ok["beta"].astype(float))
@@ -114,7 +114,7 @@ def best_methods_figure(table: pd.DataFrame, methods: pd.DataFrame, name: str, m
 
 def _panel_trials(table: pd.DataFrame, methods: pd.DataFrame) -> list[pd.Series]:
     """For each (model, β): the lowest-seed trial of the best method at that β."""
-    ok = table[(table["status"] == "OK") & table["model"].isin(VARIATIONAL_MODELS)]
+    ok = table[(table["status"] == TrialStatus.OK) & table["model"].isin(VARIATIONAL_MODELS)]
     rank = {name: i for i, name in enumerate(methods["method"])}
     ok = ok.assign(rank=ok["method"].map(rank)).sort_values(["rank", "seed"], kind="stable")
     return [group.iloc[0] for _, group in ok.groupby(["model", "beta"], sort=False)]

@@ -14,6 +14,7 @@ Flow of :func:`run_sweep`::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,11 +33,21 @@ import yaml
 from musicvae import console, locations, parent_run, trainable
 from musicvae.config import TrackingConfig
 from musicvae.dataset import FeatureSet, load_feature_set
-from musicvae.leaderboard import CONSOLE_WIDTH, format_console, format_leaderboard, format_methods, leaderboard, method_table, method_trial, pareto_front
-from musicvae.params import K_CLUSTERERS, TrialParams, choices
+from musicvae.leaderboard import (
+    CONSOLE_WIDTH,
+    TrialStatus,
+    format_console,
+    format_leaderboard,
+    format_methods,
+    leaderboard,
+    method_table,
+    method_trial,
+    pareto_front,
+)
+from musicvae.params import K_CLUSTERERS, Range, TrialParams, choices, default_k_range, k_bound
 from musicvae.search import optuna_search
 from musicvae.selection import Selection, select_methods
-from musicvae.sweep_file import SweepConfig
+from musicvae.sweep_file import SweepConfig, SweepFileError
 
 if TYPE_CHECKING:
     from musicvae import tracking
@@ -126,14 +137,23 @@ def _ui_command(uri: str, experiment_id: str) -> str:
     return f"{mlflow_bin if mlflow_bin.exists() else 'mlflow'} ui --backend-store-uri {uri}, then open {runs_page('http://127.0.0.1:5000', experiment_id)}"
 
 
-def check_clusters(cfg: SweepConfig, data: FeatureSet) -> None:
-    """k comes from the labels unless the space sets it; fail before any trial if neither can."""
-    if "n_clusters" in cfg.space or not any(c in K_CLUSTERERS for c in choices(cfg.space, "clusterer")):
-        return
-    if data.n_labels is None:
-        raise ValueError("the data has no labels: set space.n_clusters in the sweep file")
-    if data.n_labels < 2:
-        raise ValueError(f"the data has a single label ({data.label_names[0]}); set space.n_clusters in the sweep file")
+def with_k(cfg: SweepConfig, n_tracks: int) -> SweepConfig:
+    """The sweep with k in its space: as the file sets it (checked against the tracks), else searched over the default range.
+
+    The number of groups is part of the answer, so the labels never set it: a
+    grid searches :func:`~musicvae.params.default_k_range`, another sampler
+    2..:func:`~musicvae.params.k_bound`. A k the tracks cannot hold is an error that names the key.
+    """
+    if not any(c in K_CLUSTERERS for c in choices(cfg.space, "clusterer")):
+        return cfg
+    spec = cfg.space.get("n_clusters")
+    if spec is not None:
+        largest = spec.high if isinstance(spec, Range) else max(v for v in (spec if isinstance(spec, list) else [spec]) if v is not None)
+        if largest > n_tracks:
+            raise SweepFileError(f"space.n_clusters: {largest:g} clusters exceed the {n_tracks} tracks of the data")
+        return cfg
+    k = default_k_range(n_tracks) if cfg.search.sampler == "grid" else Range(low=2, high=k_bound(n_tracks))
+    return cfg.model_copy(update={"space": {**cfg.space, "n_clusters": k}})
 
 
 # ------------------------------------------------------------------- resume
@@ -325,11 +345,11 @@ def select_sweep(cfg: SweepConfig, table: pd.DataFrame, checkpoints: dict[str, A
     from musicvae.trial import read_embedding
 
     clusters, embeddings = {}, {}
-    for trial in table.loc[table["status"] == "OK", "trial"]:
+    for trial in table.loc[table["status"] == TrialStatus.OK, "trial"]:
         if trial in checkpoints:
             with checkpoints[trial].as_directory() as directory:
                 clusters[trial], embeddings[trial] = read_embedding(Path(directory) / "artifacts")
-    return select_methods(table, clusters, embeddings, data.inputs, cfg.selection, cfg.search.primary, cfg.search.resolved_mode)
+    return select_methods(table, clusters, embeddings, data.inputs, cfg.selection, cfg.search.primary, cfg.search.resolved_mode, data.n_labels)
 
 
 def start_projections(jobs: list[Any], cache_dir: Path | None, started: dict | None = None) -> dict:
@@ -379,13 +399,12 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
     A resumed sweep keeps its Tune state (finished trials are not rerun,
     unfinished ones continue from their last checkpoint), its Optuna study
     and its MLflow parent run. The parent run ends FINISHED, or FAILED if the
-    sweep itself fails.
+    sweep itself fails. Progress goes to the console; the outcome is returned,
+    and the caller says what of it to print (:meth:`SweepOutcome.summary`).
     """
     import ray
-    from ray import tune
 
-    from musicvae import summary, tracking, trial_projection, trial_tracking
-    from musicvae.progress import SweepProgress
+    from musicvae import tracking
 
     start = time.perf_counter()
     sweep_yaml = sweep_yaml or yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
@@ -393,82 +412,112 @@ def run_sweep(cfg: SweepConfig, sweep_yaml: str = "", *, resume: str | None = No
     try:
         data = load_feature_set(cfg.data)
         print(data.summary, flush=True)
-        check_clusters(cfg, data)
-
+        cfg = with_k(cfg, len(data.track_ids))
         run_name = resume.rstrip("/").rsplit("/", 1)[-1] if resume else f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         parent = parent_run.open_parent_run(cfg, data, sweep_yaml, resume, run_name)
-        client = parent.client
         status = "FAILED"
         try:
-            if resume:
-                _tune_environment()
-                tuner = tune.Tuner.restore(resume, build_trainable(cfg, data, run_name), resume_unfinished=True, resume_errored=True)
-                run_path = resume
-                known = {tracking.trial_id_of(Path(r.path).name) for r in tuner.get_results() if r.path}
-                forgotten = tracking.remove_forgotten_children(client, parent.experiment_id, parent.run_id, known)
-                if forgotten:
-                    print(f"{forgotten} trial(s) began after Tune's last snapshot before the crash; their partial runs were deleted", flush=True)
-                # What the crash (or a tracking outage) kept from MLflow, into the parent run opened above.
-                synced = _sync(run_path, trial_tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name))
-                if any(synced.values()):
-                    print("Re-logged to MLflow from Tune's state: " + ", ".join(f"{n} {what}" for what, n in synced.items()), flush=True)
-            else:
-                callbacks = [trial_tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name)]
-                if not console.verbose():
-                    callbacks.append(SweepProgress(cfg.num_samples, cfg.search.primary, cfg.search.resolved_mode))
-                tuner = build_tuner(cfg, data, callbacks, run_name)
-                run_path = f"{locations.storage_root(cfg.storage_path).rstrip('/')}/{run_name}"
-                locations.write_text(f"{run_path}/{locations.SWEEP_FILE}", sweep_yaml)
-                locations.write_text(f"{run_path}/{locations.RUN_FILE}", json.dumps({"tracking_uri": parent.uri, "parent_run_id": parent.run_id}))
+            tuner, run_path = restore_tuner(cfg, data, parent, resume) if resume else new_tuner(cfg, data, parent, run_name, sweep_yaml)
             print(
                 f"Ray results: {run_path}\nIf interrupted, continue with: "
                 f"musicvae sweep --resume {run_name} --storage {locations.storage_root(cfg.storage_path)}",
                 flush=True,
             )
             results = fit_settled(tuner, run_path, build_trainable(cfg, data, run_name), cfg.trials.max_retries)
-            metric, mode = cfg.search.primary, cfg.search.resolved_mode
-            table = leaderboard(results, metric, mode)
-            methods = method_table(table, metric, mode)
-            report = format_leaderboard(table)
-            if len(methods) and methods["n"].max() > 1:  # seeds were repeated: the per-method view is the one to read
-                report += "\n\nPer method, mean ± std over seeds:\n\n" + format_methods(methods)
-            front = None
-            texts = {"leaderboard.csv": table.to_csv(index=False), "methods.csv": methods.to_csv(index=False)}
-            if cfg.search.multi_objective:
-                front = pareto_front(methods, cfg.search.metrics, cfg.search.modes)
-                report += f"\n\nPareto front over {', '.join(cfg.search.metrics)} (method means):\n\n" + format_methods(front)
-                texts["pareto.csv"] = front.to_csv(index=False)
-            checkpoints = {Path(r.path).name: r.checkpoint for r in results if r.path and r.checkpoint}
-            projections = Path(root) / "projections" if (root := projection_cache(cfg)) else None  # the trials' own cache
-            # The β grid's projections need no selection: they run beside it, which is the driver's alone.
-            beta_grid = summary.beta_grid_projections(table, methods, checkpoints, cfg.trials.figure_points) if cfg.trials.beta_grid else []
-            ahead = start_projections(beta_grid, projections)
-            selection = select_sweep(cfg, table, checkpoints, data)
-            report += "\n\n" + selection.summary()
-            texts.update({"leaderboard.txt": report, "selection.csv": selection.scores.to_csv(index=False)})
-            tracking.log_summary(client, parent.run_id, {**parent_run.summary_metrics(table, methods), **parent_run.selection_metrics(selection)}, texts)
-            tracking.tag_selection(client, parent.run_id, selection, cfg.description)
-            registered = register_champion(cfg, parent, table, selection, data)
-            selected = trial_projection.selected_projections(table, selection, checkpoints, cfg.trials)
-            store_projections(start_projections(selected, projections, ahead), projections)
-            trial_projection.project_selected(parent, table, selection, checkpoints, cfg.trials, projections)  # the trials the report shows
-            with tempfile.TemporaryDirectory() as figures:
-                summary.sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points, cfg.trials.beta_grid, projections)
-                client.log_artifacts(parent.run_id, figures, "figures")
-            prune_checkpoints(results)
-            if store := models_store(cfg, run_name):
-                shutil.rmtree(store, ignore_errors=True)  # every trial has its model in its checkpoint and its MLflow run
+            outcome = conclude(cfg, data, parent, results, run_name)
             status = "FINISHED"
         finally:
-            tracking.close_unfinished_children(client, parent.experiment_id, parent.run_id)
-            client.set_terminated(parent.run_id, status=status)
+            tracking.close_unfinished_children(parent.client, parent.experiment_id, parent.run_id)
+            parent.client.set_terminated(parent.run_id, status=status)
     finally:
         if started_ray:
             ray.shutdown()
+    return dataclasses.replace(outcome, seconds=time.perf_counter() - start, run_path=run_path)
 
-    seconds = time.perf_counter() - start
+
+def new_tuner(cfg: SweepConfig, data: FeatureSet, parent: parent_run.ParentRun, run_name: str, sweep_yaml: str) -> tuple[Any, str]:
+    """A fresh sweep's Tuner (MLflow callback, and the progress line unless -v) and its run path, where the sweep file
+    and the parent run's address are written for ``--resume`` and ``musicvae report``."""
+    from musicvae import trial_tracking
+    from musicvae.progress import SweepProgress
+
+    callbacks = [trial_tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name)]
+    if not console.verbose():
+        callbacks.append(SweepProgress(cfg.num_samples, cfg.search.primary, cfg.search.resolved_mode))
+    tuner = build_tuner(cfg, data, callbacks, run_name)
+    run_path = f"{locations.storage_root(cfg.storage_path).rstrip('/')}/{run_name}"
+    locations.write_text(f"{run_path}/{locations.SWEEP_FILE}", sweep_yaml)
+    locations.write_text(f"{run_path}/{locations.RUN_FILE}", json.dumps({"tracking_uri": parent.uri, "parent_run_id": parent.run_id}))
+    return tuner, run_path
+
+
+def restore_tuner(cfg: SweepConfig, data: FeatureSet, parent: parent_run.ParentRun, resume: str) -> tuple[Any, str]:
+    """An interrupted sweep's Tuner, restored; the MLflow runs of trials Tune forgot are deleted, and what the crash
+    (or a tracking outage) kept from MLflow is logged again from Tune's state."""
+    from ray import tune
+
+    from musicvae import tracking, trial_tracking
+
+    _tune_environment()
+    run_name = resume.rstrip("/").rsplit("/", 1)[-1]
+    tuner = tune.Tuner.restore(resume, build_trainable(cfg, data, run_name), resume_unfinished=True, resume_errored=True)
+    known = {tracking.trial_id_of(Path(r.path).name) for r in tuner.get_results() if r.path}
+    forgotten = tracking.remove_forgotten_children(parent.client, parent.experiment_id, parent.run_id, known)
+    if forgotten:
+        print(f"{forgotten} trial(s) began after Tune's last snapshot before the crash; their partial runs were deleted", flush=True)
+    synced = _sync(resume, trial_tracking.MLflowTrialCallback(parent.uri, parent.experiment_id, parent.run_id, cfg.name))
+    if any(synced.values()):
+        print("Re-logged to MLflow from Tune's state: " + ", ".join(f"{n} {what}" for what, n in synced.items()), flush=True)
+    return tuner, resume
+
+
+def result_tables(cfg: SweepConfig, results: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, str, dict[str, str]]:
+    """The finished sweep's trial table, its per-method table, the Pareto front (multi-objective sweeps), the leaderboard
+    text and the files the parent run gets."""
+    metric, mode = cfg.search.primary, cfg.search.resolved_mode
+    table = leaderboard(results, metric, mode)
+    methods = method_table(table, metric, mode)
+    report = format_leaderboard(table)
+    if len(methods) and methods["n"].max() > 1:  # seeds were repeated: the per-method view is the one to read
+        report += "\n\nPer method, mean ± std over seeds:\n\n" + format_methods(methods)
+    front = None
+    texts = {"leaderboard.csv": table.to_csv(index=False), "methods.csv": methods.to_csv(index=False)}
+    if cfg.search.multi_objective:
+        front = pareto_front(methods, cfg.search.metrics, cfg.search.modes)
+        report += f"\n\nPareto front over {', '.join(cfg.search.metrics)} (method means):\n\n" + format_methods(front)
+        texts["pareto.csv"] = front.to_csv(index=False)
+    return table, methods, front, report, texts
+
+
+def conclude(cfg: SweepConfig, data: FeatureSet, parent: parent_run.ParentRun, results: Any, run_name: str) -> SweepOutcome:
+    """After the trials: the tables, the label-free selection, the champion registered, the figures on the parent run,
+    and the trials' checkpoints and the sweep's trained models cleared away."""
+    from musicvae import summary, tracking, trial_projection
+
+    client = parent.client
+    table, methods, front, report, texts = result_tables(cfg, results)
+    checkpoints = {Path(r.path).name: r.checkpoint for r in results if r.path and r.checkpoint}
+    projections = Path(root) / "projections" if (root := projection_cache(cfg)) else None  # the trials' own cache
+    # The β grid's projections need no selection: they run beside it, which is the driver's alone.
+    beta_grid = summary.beta_grid_projections(table, methods, checkpoints, cfg.trials.figure_points) if cfg.trials.beta_grid else []
+    ahead = start_projections(beta_grid, projections)
+    selection = select_sweep(cfg, table, checkpoints, data)
+    report += "\n\n" + selection.summary()
+    texts.update({"leaderboard.txt": report, "selection.csv": selection.scores.to_csv(index=False)})
+    tracking.log_summary(client, parent.run_id, {**parent_run.summary_metrics(table, methods), **parent_run.selection_metrics(selection)}, texts)
+    tracking.tag_selection(client, parent.run_id, selection, cfg.description)
+    registered = register_champion(cfg, parent, table, selection, data)
+    selected = trial_projection.selected_projections(table, selection, checkpoints, cfg.trials)
+    store_projections(start_projections(selected, projections, ahead), projections)
+    trial_projection.project_selected(parent, table, selection, checkpoints, cfg.trials, projections)  # the trials the report shows
+    with tempfile.TemporaryDirectory() as figures:
+        summary.sweep_figures(table, methods, checkpoints, data, Path(figures), cfg.name, cfg.trials.figure_points, cfg.trials.beta_grid, projections)
+        client.log_artifacts(parent.run_id, figures, "figures")
+    prune_checkpoints(results)
+    if store := models_store(cfg, run_name):
+        shutil.rmtree(store, ignore_errors=True)  # every trial has its model in its checkpoint and its MLflow run
     ids = {"parent_run_id": parent.run_id, "tracking_uri": parent.uri, "experiment_id": parent.experiment_id, "experiment": cfg.tracking.experiment}
-    return SweepOutcome(table, methods, seconds=seconds, run_path=run_path, pareto=front, selection=selection, registered=registered, name=cfg.name, **ids)
+    return SweepOutcome(table, methods, seconds=0.0, pareto=front, selection=selection, registered=registered, name=cfg.name, **ids)
 
 
 def _fit(line: str, width: int) -> str:

@@ -24,6 +24,7 @@ from musicvae import metric_registry as registry
 from musicvae.config import SelectionConfig
 from musicvae.leaderboard import (
     TrialRecord,
+    TrialStatus,
     method_table,
     trial_table,
 )
@@ -116,14 +117,14 @@ def record_from_run(run: Run) -> TrialRecord:
     metrics = dict(run.data.metrics)
     status = run.info.status
     if status == "FAILED" or metrics.get("failed"):
-        return TrialRecord(name, "FAILED", config, metrics, run.data.tags.get(ERROR_TAG, "unknown error")[:300])
+        return TrialRecord(name, TrialStatus.FAILED, config, metrics, run.data.tags.get(ERROR_TAG, "unknown error")[:300])
     if status not in ("FINISHED", "KILLED"):
-        return TrialRecord(name, "FAILED", config, metrics, f"unfinished (MLflow status {status}): the sweep was still running or was interrupted")
+        return TrialRecord(name, TrialStatus.FAILED, config, metrics, f"unfinished (MLflow status {status}): the sweep was still running or was interrupted")
     if status == "KILLED" or "trial_seconds" not in metrics:
         epoch = metrics.get("epoch")
         reason = run.data.tags.get(STOPPED_TAG) or "stopped early" + (f" after epoch {int(epoch)}" if epoch is not None else "")
-        return TrialRecord(name, "STOPPED", config, metrics, reason)
-    return TrialRecord(name, "OK", config, metrics)
+        return TrialRecord(name, TrialStatus.STOPPED, config, metrics, reason)
+    return TrialRecord(name, TrialStatus.OK, config, metrics)
 
 
 def sweep_objectives(parent: Run) -> tuple[list[str], list[str]]:
@@ -163,7 +164,8 @@ def read_selection(client: MlflowClient, parent: Run) -> Selection | None:
         sample=int(params.get("selection_sample", SelectionConfig().sample)),
         min_stability=float(params.get("selection_min_stability", SelectionConfig().min_stability)),
     )
-    return choose(scores, cfg, int(metrics.get("selection_spaces", 0)), cfg.sample)
+    n_labels = int(params.get("n_labels", 0)) or None
+    return choose(scores, cfg, int(metrics.get("selection_spaces", 0)), cfg.sample, n_labels=n_labels)
 
 
 @dataclass(frozen=True)

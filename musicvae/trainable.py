@@ -57,6 +57,7 @@ def tune_trainable(
     import torch
     from ray import tune
 
+    from musicvae.trained_models import TrainingHooks
     from musicvae.training import TrainingState
     from musicvae.trial import run_and_save
 
@@ -82,9 +83,9 @@ def tune_trainable(
 
     try:
         with tempfile.TemporaryDirectory() as directory:
-            hooks = {"device": resources.device, "on_epoch": on_epoch, "resume": resume, "models_dir": Path(models_dir) if models_dir else None, "plan": plan}
+            hooks = TrainingHooks(device=resources.device, on_epoch=on_epoch, resume=resume, models_dir=Path(models_dir) if models_dir else None, plan=plan)
             cache = Path(cache_dir) if cache_dir else None
-            result, timing = run_and_save(params, data, Path(directory) / "artifacts", trials, selection=selection, cache_dir=cache, **hooks)
+            result, timing = run_and_save(params, data, Path(directory) / "artifacts", trials, selection=selection, cache_dir=cache, hooks=hooks)
             report_checkpoint({**result.metrics, **timing, **node, "notes": result.notes}, directory)
     except StorageError:
         raise  # the sweep's storage, not the trial: Tune restarts the trial from its last checkpoint

@@ -52,6 +52,26 @@ from musicvae.training import EpochStats, NonFiniteLossError, Outcome, Tensors, 
 SHARED_NOTE = "the model was trained once for every trial of this model, seed and data that clusters differently; fit_seconds is that training's"
 
 
+@dataclass(frozen=True)
+class TrainingHooks:
+    """How a trial's model is trained and watched, handed from the Tune trainable down to the epoch loop in one piece.
+
+    ``device``: "auto", "cpu" or "cuda"; ``on_epoch(stats, state)``: called after
+    every epoch (``state`` is a checkpoint to report, every ``checkpoint_every``
+    epochs, else None); ``resume``: the trial's own checkpoint to continue;
+    ``models_dir``: the sweep's store of trained models (None: train here, store
+    nothing); ``plan``: the sweep's planned trials, whose seeds of this model train
+    together as replicas. The defaults train one model on the best device, silently.
+    """
+
+    device: str = "auto"
+    on_epoch: Callable[[EpochStats, TrainingState | None], None] | None = None
+    resume: TrainingState | None = None
+    checkpoint_every: int = 0
+    models_dir: Path | None = None
+    plan: list[dict[str, Any]] | None = None
+
+
 @dataclass
 class TrainedModel:
     """A trained model in a form that can be stored: what the trials of one model and seed share."""
@@ -165,14 +185,9 @@ def obtain(
     inputs: dict[str, np.ndarray],
     n_components: int | None,
     device: torch.device,
-    *,
-    directory: Path | None = None,
-    plan: list[dict[str, Any]] | None = None,
-    resume: TrainingState | None = None,
-    checkpoint_every: int = 0,
-    on_epoch: Callable[[EpochStats, TrainingState | None], None] | None = None,
+    hooks: TrainingHooks = TrainingHooks(),
 ) -> Obtained:
-    """The trained model of ``params``: read from ``directory``, or trained here, with the planned seeds it can share training with.
+    """The trained model of ``params``: read from ``hooks.models_dir``, or trained here, with the planned seeds it can share training with.
 
     A model found there has its epochs replayed to ``on_epoch`` (a scheduler
     sees the same curve); one whose training failed raises that failure after
@@ -184,7 +199,8 @@ def obtain(
     def key_of(p: TrialParams) -> str:
         return model_key(p, inputs, n_components, device)
 
-    key, claimed = key_of(params), []
+    directory, resume, on_epoch = hooks.models_dir, hooks.resume, hooks.on_epoch
+    key = key_of(params)
     beta = 0.0 if params.model == "ae" else params.beta
     if resume is None and (stored := load(directory, key)) is not None:
         for stats in stored.history if on_epoch is not None else ():
@@ -195,26 +211,7 @@ def obtain(
         model.load_state_dict(stored.state)
         return Obtained(model.to(device), stored, shared=True)
 
-    seeds = resume.seeds if resume is not None else [params.seed]
-    models, noise = [], []
-    for seed in seeds:
-        seed_everything(seed)
-        models.append(build_model(params.model_copy(update={"seed": seed}), inputs, n_components))
-        noise.append(replicas.noise_state(device))
-    if resume is None and directory is not None and plan and replicas.vectorises(models[0]) and claim(directory, key):
-        for seed in planned_seeds(params, plan)[1:]:
-            if claim(directory, sibling := key_of(params.model_copy(update={"seed": seed}))):
-                seeds.append(seed)
-                seed_everything(seed)
-                models.append(build_model(params.model_copy(update={"seed": seed}), inputs, n_components))
-                noise.append(replicas.noise_state(device))
-                claimed.append(sibling)
-        sizes = batch_sizes(len(next(iter(inputs.values()))), params.val_fraction, params.batch_size)
-        if len(seeds) > 1 and not replicas.exact(models, Tensors(inputs, device), sizes, beta, params.free_bits, device):
-            for sibling in claimed:  # left to their own trials, which train them alone
-                (directory / f"{sibling}.claim").unlink(missing_ok=True)
-            seeds, models, noise = seeds[:1], models[:1], noise[:1]
-
+    seeds, models, noise = _replica_set(params, inputs, n_components, device, hooks, key_of)
     start = time.perf_counter()
     options = {key: getattr(params, key) for key in ("epochs", "lr", "batch_size", "val_fraction", "kl_warmup_epochs", "free_bits")}
     me = seeds.index(params.seed)
@@ -227,7 +224,7 @@ def obtain(
         beta=beta,
         device=device,
         resume=resume,
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=hooks.checkpoint_every,
         on_epoch=report,
         **options,
     )
@@ -243,6 +240,35 @@ def obtain(
     if mine.error:
         raise NonFiniteLossError(mine.error)
     return Obtained(models[me], mine, shared=False)
+
+
+def _replica_set(
+    params: TrialParams, inputs: dict[str, np.ndarray], n_components: int | None, device: torch.device, hooks: TrainingHooks, key_of: Callable
+) -> tuple[list[int], list[nn.Module], list[torch.Tensor]]:
+    """The seeds this trial trains, each model built under its seed with its noise state: its own seed (or, resumed, the
+    checkpoint's), and with a store and a plan the planned seeds it can claim, if their replicas train exactly."""
+    directory, key = hooks.models_dir, key_of(params)
+    seeds = hooks.resume.seeds if hooks.resume is not None else [params.seed]
+    models, noise, claimed = [], [], []
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(build_model(params.model_copy(update={"seed": seed}), inputs, n_components))
+        noise.append(replicas.noise_state(device))
+    if hooks.resume is None and directory is not None and hooks.plan and replicas.vectorises(models[0]) and claim(directory, key):
+        for seed in planned_seeds(params, hooks.plan)[1:]:
+            if claim(directory, sibling := key_of(params.model_copy(update={"seed": seed}))):
+                seeds.append(seed)
+                seed_everything(seed)
+                models.append(build_model(params.model_copy(update={"seed": seed}), inputs, n_components))
+                noise.append(replicas.noise_state(device))
+                claimed.append(sibling)
+        sizes = batch_sizes(len(next(iter(inputs.values()))), params.val_fraction, params.batch_size)
+        beta = 0.0 if params.model == "ae" else params.beta
+        if len(seeds) > 1 and not replicas.exact(models, Tensors(inputs, device), sizes, beta, params.free_bits, device):
+            for sibling in claimed:  # left to their own trials, which train them alone
+                (directory / f"{sibling}.claim").unlink(missing_ok=True)
+            seeds, models, noise = seeds[:1], models[:1], noise[:1]
+    return seeds, models, noise
 
 
 def _stored_form(model: nn.Module, inputs: dict[str, np.ndarray], device: torch.device, outcome: Outcome, seconds: float, seeds: list[int]) -> TrainedModel:

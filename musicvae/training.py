@@ -296,53 +296,17 @@ def train_replicas(
     failed: dict[int, NonFiniteLossError] = {}
     first = 1
     if resume is not None:
-        if resume.seeds != list(seeds):
-            raise ValueError(f"the checkpoint is of seeds {resume.seeds}, not {list(seeds)}")
-        failed = {seed: NonFiniteLossError(error) for seed, error in resume.failed.items()}
-        for i, seed in enumerate(seeds):
-            histories[seed] = list(resume.histories[i])
-            shufflers[seed].set_state(resume.rng[i]["shuffle"])
-            if seed not in failed:
-                models[i].load_state_dict(resume.models[i])
-        first = resume.epoch + 1
-    live = [i for i, seed in enumerate(seeds) if seed not in failed]
-    for model in models:
-        model.to(device)
-    if len(models) == 1:
-        stack: _Alone | Replicas = _Alone(models[0], seeds[0], lr)
-        if noise is not None:  # other models were built since this one: its noise starts where its own build left the generator
-            set_noise_state(noise[0], device)
-    elif not vectorises(models[0]) or noise is None or len(noise) != len(models):
-        raise ValueError(f"seeds of {type(models[0]).__name__} train together only if it vectorises, each with its noise_state")
-    else:
-        stack = Replicas([models[i] for i in live], [seeds[i] for i in live], [noise[i] for i in live], lr, device)
-    if resume is not None:
-        stack.optimizer.load_state_dict(resume.optimizer)
-        stack.restore_rng([resume.rng[i] for i in live])
+        failed, first = _resume(resume, models, seeds, histories, shufflers)
+    stack = _stack(models, seeds, [i for i, seed in enumerate(seeds) if seed not in failed], noise, lr, device, resume)
 
     pretrain = getattr(models[0], "pretrain_epochs", 0)  # VaDE: reconstruction alone first, then its prior from the latents
     for epoch in range(first, epochs + 1):
         if not stack.seeds:
             break
         if pretrain and epoch == pretrain + 1:
-            stack.sync()
-            for model, seed in zip(stack.models, stack.seeds):
-                train_rows = {key: value[splits[seed][0]] for key, value in inputs.items()}
-                model.initialise_prior(encode(model, train_rows, device)[0], seed=seed)
-            stack.load_models()
-        stack.train()
+            _initialise_priors(stack, inputs, splits, device)
         epoch_beta = 0.0 if epoch <= pretrain else beta_at(epoch - pretrain, beta, kl_warmup_epochs)
-        order = torch.stack([torch.as_tensor(splits[s][0])[torch.randperm(len(splits[s][0]), generator=shufflers[s])] for s in stack.seeds])
-        order = order.to(data.home)
-        # The epoch's losses are summed on the device and read once, at the end: reading or testing every
-        # batch's loss would make the host wait for the device at each step. In float64, so train_loss is
-        # what a sum of Python floats gave. A NaN or inf in any batch leaves the sum non-finite: the check
-        # below still fails the epoch it happened in (its remaining steps are wasted, on garbage weights).
-        total = torch.zeros(len(stack.seeds), dtype=torch.float64, device=device)
-        for start in range(0, order.shape[1], batch_size):
-            part = order[:, start : start + batch_size]
-            total.add_(stack.step(data, part, epoch_beta, free_bits), alpha=part.shape[1])
-        train_loss = dict(zip(stack.seeds, (value / order.shape[1] for value in total.tolist())))
+        train_loss = _train_epoch(stack, data, splits, shufflers, batch_size, epoch_beta, free_bits, device)
         failed.update({s: NonFiniteLossError(f"loss became {v} at epoch {epoch} (lr={lr}, beta={beta})") for s, v in train_loss.items() if not np.isfinite(v)})
         stack.drop([i for i, seed in enumerate(stack.seeds) if seed not in failed])
         stats: dict[int, EpochStats] = {}
@@ -360,6 +324,79 @@ def train_replicas(
             on_epoch([stats.get(seed) for seed in seeds], _snapshot(epoch, stack, seeds, histories, shufflers, failed) if due else None)
     stack.sync()
     return [Outcome(histories[seed], failed.get(seed)) for seed in seeds]
+
+
+def _resume(
+    resume: TrainingState, models: list[nn.Module], seeds: list[int], histories: dict[int, list[EpochStats]], shufflers: dict[int, torch.Generator]
+) -> tuple[dict[int, NonFiniteLossError], int]:
+    """Each replica's weights, history and shuffling generator as checkpointed; returns the failed replicas and the next epoch."""
+    if resume.seeds != list(seeds):
+        raise ValueError(f"the checkpoint is of seeds {resume.seeds}, not {list(seeds)}")
+    failed = {seed: NonFiniteLossError(error) for seed, error in resume.failed.items()}
+    for i, seed in enumerate(seeds):
+        histories[seed] = list(resume.histories[i])
+        shufflers[seed].set_state(resume.rng[i]["shuffle"])
+        if seed not in failed:
+            models[i].load_state_dict(resume.models[i])
+    return failed, resume.epoch + 1
+
+
+def _stack(
+    models: list[nn.Module], seeds: list[int], live: list[int], noise: list[torch.Tensor] | None, lr: float, device: torch.device, resume: TrainingState | None
+) -> _Alone | Replicas:
+    """What trains: one model as itself, or the ``live`` replicas as one vectorised model; its optimiser and noise resumed."""
+    for model in models:
+        model.to(device)
+    if len(models) == 1:
+        stack: _Alone | Replicas = _Alone(models[0], seeds[0], lr)
+        if noise is not None:  # other models were built since this one: its noise starts where its own build left the generator
+            set_noise_state(noise[0], device)
+    elif not vectorises(models[0]) or noise is None or len(noise) != len(models):
+        raise ValueError(f"seeds of {type(models[0]).__name__} train together only if it vectorises, each with its noise_state")
+    else:
+        stack = Replicas([models[i] for i in live], [seeds[i] for i in live], [noise[i] for i in live], lr, device)
+    if resume is not None:
+        stack.optimizer.load_state_dict(resume.optimizer)
+        stack.restore_rng([resume.rng[i] for i in live])
+    return stack
+
+
+def _initialise_priors(stack: _Alone | Replicas, inputs: dict[str, np.ndarray], splits: dict, device: torch.device) -> None:
+    """VaDE after its pretraining: each replica's mixture prior from the posterior means of its training split."""
+    stack.sync()
+    for model, seed in zip(stack.models, stack.seeds):
+        train_rows = {key: value[splits[seed][0]] for key, value in inputs.items()}
+        model.initialise_prior(encode(model, train_rows, device)[0], seed=seed)
+    stack.load_models()
+
+
+def _train_epoch(
+    stack: _Alone | Replicas,
+    data: Tensors,
+    splits: dict,
+    shufflers: dict[int, torch.Generator],
+    batch_size: int,
+    epoch_beta: float,
+    free_bits: float,
+    device: torch.device,
+) -> dict[int, float]:
+    """One pass over each live replica's training split, in its own shuffled order; each replica's mean training loss.
+
+    The epoch's losses are summed on the device and read once, at the end:
+    reading or testing every batch's loss would make the host wait for the
+    device at each step. In float64, so train_loss is what a sum of Python
+    floats gave. A NaN or inf in any batch leaves the sum non-finite: the
+    caller still fails the epoch it happened in (its remaining steps are
+    wasted, on garbage weights).
+    """
+    stack.train()
+    order = torch.stack([torch.as_tensor(splits[s][0])[torch.randperm(len(splits[s][0]), generator=shufflers[s])] for s in stack.seeds])
+    order = order.to(data.home)
+    total = torch.zeros(len(stack.seeds), dtype=torch.float64, device=device)
+    for start in range(0, order.shape[1], batch_size):
+        part = order[:, start : start + batch_size]
+        total.add_(stack.step(data, part, epoch_beta, free_bits), alpha=part.shape[1])
+    return dict(zip(stack.seeds, (value / order.shape[1] for value in total.tolist())))
 
 
 def encode(model: nn.Module, inputs: dict[str, np.ndarray], device: torch.device, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray | None]:

@@ -7,15 +7,14 @@ benchmarked on its own; :mod:`musicvae.sweep` wraps it for Tune.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,8 @@ from musicvae.models.pca import fit_pca
 from musicvae.models.vade import VaDE
 from musicvae.params import K_CLUSTERERS, TrialParams, model_title, trial_title
 from musicvae.pipeline import ARTIFACT, save_mlflow_model
-from musicvae.training import EpochStats, TrainingState, pick_device, seed_everything
+from musicvae.trained_models import TrainingHooks
+from musicvae.training import EpochStats, pick_device, seed_everything
 from musicvae.trial_projection import save_projection
 
 
@@ -107,17 +107,12 @@ class Embedded:
 def embed(
     params: TrialParams,
     data: FeatureSet,
-    *,
-    on_epoch: Callable[[EpochStats, TrainingState | None], None] | None = None,
-    device: str = "auto",
-    resume: TrainingState | None = None,
-    checkpoint_every: int = 0,
-    models_dir: Path | None = None,
-    plan: list[dict[str, Any]] | None = None,
+    hooks: TrainingHooks = TrainingHooks(),
 ) -> Embedded:
     """The representation: the features themselves, PCA, or a trained model's posterior means.
 
-    With ``models_dir`` a neural model is trained once for all the trials that
+    ``hooks`` say how a neural model trains (:class:`~musicvae.trained_models.TrainingHooks`).
+    With ``hooks.models_dir`` a neural model is trained once for all the trials that
     cluster it differently, and together with the seeds the sweep's ``plan``
     trains it under (:mod:`musicvae.trained_models`): one found there is
     loaded, and its epochs are replayed to ``on_epoch`` so a scheduler sees the
@@ -133,10 +128,7 @@ def embed(
         metrics["explained_variance"] = float(pca.explained_variance_ratio_.sum())
         arrays = {"components": pca.components_, "mean": pca.mean_}
         return Embedded(embedding, {**metrics, "fit_seconds": time.perf_counter() - start}, pca=arrays)
-    torch_device = pick_device(device)
-    inputs = model_inputs(params, data)
-    options = {"directory": models_dir, "plan": plan, "resume": resume, "checkpoint_every": checkpoint_every, "on_epoch": on_epoch}
-    got = trained_models.obtain(params, inputs, params.n_clusters or data.n_labels, torch_device, **options)
+    got = trained_models.obtain(params, model_inputs(params, data), params.n_clusters or data.n_labels, pick_device(hooks.device), hooks)
     trained = got.trained
     return Embedded(trained.embedding, trained.metrics, trained.logvar, trained.history, got.model, got.shared, got.note)
 
@@ -243,15 +235,11 @@ def run_trial(
     silhouette_sample: int | None = 10000,
     selection: SelectionConfig | None = None,
     cache_dir: Path | None = None,
-    **training: Any,
+    hooks: TrainingHooks = TrainingHooks(),
 ) -> TrialResult:
-    """Embed, cluster and score.
-
-    ``training`` is :func:`embed`'s keywords (``device``, and ``on_epoch``/``resume``/``checkpoint_every``
-    as in :func:`~musicvae.training.train_model`); ``cache_dir`` as in :func:`evaluate`.
-    """
+    """Embed (trained as ``hooks`` say), cluster and score; ``cache_dir`` as in :func:`evaluate`."""
     resolve_n_clusters(params, data)  # fail on a missing k before training, not after
-    embedded = embed(params, data, **training)
+    embedded = embed(params, data, hooks)
     return evaluate(params, data, embedded, silhouette_sample=silhouette_sample, selection=selection, cache_dir=cache_dir)
 
 
@@ -263,7 +251,7 @@ def run_and_save(
     *,
     selection: SelectionConfig | None = None,
     cache_dir: Path | None = None,
-    **training: Any,
+    hooks: TrainingHooks = TrainingHooks(),
 ) -> tuple[TrialResult, dict[str, float]]:
     """One trial as a sweep runs it: :func:`run_trial`, then :func:`write_artifacts` into ``directory``.
 
@@ -271,12 +259,12 @@ def run_and_save(
     benchmark's plain loop does the very work of a sweep's trial. ``trials``
     says how (checkpoints, silhouette sample, figures); ``cache_dir`` is the
     sweep's cache (UMAP inputs under ``manifolds/``, projections under ``projections/``);
-    ``training`` is :func:`embed`'s keywords (``device``, ``on_epoch``, ``resume``).
+    ``hooks`` say how the model trains (checkpoints every ``trials.checkpoint_every`` epochs).
     Returns the result and the seconds the artifacts took.
     """
     manifolds, projections = (cache_dir / "manifolds", cache_dir / "projections") if cache_dir else (None, None)
-    options = {"checkpoint_every": trials.checkpoint_every, **training}
-    result = run_trial(params, data, silhouette_sample=trials.silhouette_sample, selection=selection, cache_dir=manifolds, **options)
+    hooks = dataclasses.replace(hooks, checkpoint_every=trials.checkpoint_every)
+    result = run_trial(params, data, silhouette_sample=trials.silhouette_sample, selection=selection, cache_dir=manifolds, hooks=hooks)
     drawing = {"figures": trials.figures, "figure_points": trials.figure_points, "seed": params.seed, "cache_dir": projections}
     timing = write_artifacts(result, data, directory, title=trial_title(params), model_title=model_title(params), **drawing)
     if data.preprocessing is not None:  # a FeatureSet read from a source (not built by hand) knows how to repeat its preprocessing

@@ -150,7 +150,7 @@ def test_the_champion_labels_another_collection_from_the_cli_and_over_a_real_mod
     sweep = {
         "name": "champion",
         "data": {"source": {"kind": "folder", "root": str(tiny_collection)}, "audio": {"duration": 1.0}, "cache_dir": str(tmp_path / "cache")},
-        "space": {"model": "pca", "latent_dim": 4, "clusterer": ["kmeans", "agglomerative"]},
+        "space": {"model": "pca", "latent_dim": 4, "clusterer": ["kmeans", "agglomerative"], "n_clusters": 6},
         "search": {"metric": "input_silhouette", "sampler": "grid", "max_concurrent_trials": 2},
         "trials": {"figures": [], "after_sweep_projections": False},
         "tracking": {"uri": uri, "experiment": "champion"},

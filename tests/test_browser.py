@@ -171,6 +171,23 @@ def test_a_screenshot_of_the_report_is_not_blank(browser, finished_sweep: dict, 
     assert image.size[0] >= 1000 and high - low > 100  # text and charts, not a white page
 
 
+def test_the_choice_of_k_is_drawn_with_the_chosen_k_marked(browser, finished_sweep: dict) -> None:
+    """No n_clusters in the sweep: k was searched, and report.html shows the rules and stability against k."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(finished_sweep["report"].as_uri())
+    chart = browser.find_element(By.ID, "k-curve")
+    browser.execute_script("arguments[0].scrollIntoView();", chart)
+    traces = browser.execute_script("return arguments[0].data.map(t => [t.name, t.visible === true || t.visible === undefined]);", chart)
+    shown = [name for name, visible in traces if visible]
+    assert "combined" in shown and "stability" in shown and "ARI" in shown
+    chosen = finished_sweep["outcome"].selection.row(finished_sweep["outcome"].selection.winner)["n_clusters"]
+    annotations = browser.execute_script("return (arguments[0].layout.annotations || []).map(a => a.text);", chart)
+    assert annotations == [f"chosen k = {int(chosen)}"]
+    chart.screenshot(str(finished_sweep["folder"] / "k-curve.png"))
+    assert severe(browser) == []
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -25,7 +25,8 @@ def test_target_distribution_sharpens_the_soft_assignment() -> None:
     z = torch.tensor([[0.0, 0.0], [0.4, 0.0], [3.0, 3.0]])
     q = soft_assignment(z, torch.tensor([[0.0, 0.0], [3.0, 3.0]]))
     p = target_distribution(q)
-    torch.testing.assert_close(q.sum(1), torch.ones(3)) and torch.testing.assert_close(p.sum(1), torch.ones(3))
+    torch.testing.assert_close(q.sum(1), torch.ones(3))
+    torch.testing.assert_close(p.sum(1), torch.ones(3))
     assert (p.max(dim=1).values > q.max(dim=1).values).all()  # more confident everywhere
 
 

@@ -14,6 +14,7 @@ from musicvae.models.multimodal_vae import MultimodalVAE, product_of_experts
 from musicvae.models.pca import pca_embedding
 from musicvae.models.vae import MLPVAE, elbo, kl_divergence
 from musicvae.params import TrialParams
+from musicvae.trained_models import TrainingHooks
 from musicvae.training import NonFiniteLossError, TrainingState, beta_at, encode, pick_device, seed_everything, train_model
 from musicvae.trial import run_trial
 
@@ -364,7 +365,7 @@ def test_run_trial_end_to_end(model: str) -> None:
     x, labels = blobs()
     epochs = []
     params = TrialParams(model=model, latent_dim=4, channels=8, epochs=30, batch_size=32)
-    result = run_trial(params, feature_set(x, labels), on_epoch=lambda s, _: epochs.append(s))
+    result = run_trial(params, feature_set(x, labels), hooks=TrainingHooks(on_epoch=lambda s, _: epochs.append(s)))
     assert result.embedding.shape == (120, 12 if model == "raw" else 4) and len(set(result.clusters)) == 3
     assert result.metrics["ari"] > 0.9 and result.metrics["n_clusters"] == 3
     assert len(epochs) == (30 if model not in ("raw", "pca") else 0)

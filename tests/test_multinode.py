@@ -90,7 +90,7 @@ def test_a_sweep_spreads_over_two_nodes_and_survives_losing_one(shared_dir: Path
     sweep = {
         "name": "two-nodes",
         "data": {"source": {"kind": "table", "path": str(blobs_table(shared_dir / "blobs.csv"))}, "cache_dir": str(shared_dir / "cache")},
-        "space": {"model": "vae", "latent_dim": [2, 3, 4, 5, 6, 8], "epochs": 400, "batch_size": 16},
+        "space": {"model": "vae", "latent_dim": [2, 3, 4, 5, 6, 8], "epochs": 400, "batch_size": 16, "n_clusters": 3},
         "search": {"sampler": "grid", "max_concurrent_trials": 2},
         "trials": {"figures": ["disentanglement"], "checkpoint_every": 50, "max_retries": 3},
         "tracking": {"uri": url, "experiment": "two-nodes"},

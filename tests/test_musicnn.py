@@ -244,7 +244,7 @@ def test_a_sweep_compares_mfcc_and_musicnn_inputs_and_its_report_names_clusters_
             "audio": {"features": ["mfcc", "musicnn"], "duration": 6.0, "n_mfcc": 20, "stats": "mean_std", "musicnn": {"models": ["MSD"]}},
             "cache_dir": str(tmp_path / "cache"),
         },
-        "space": {"input": ["mfcc", "musicnn_msd"], "model": ["raw", "pca"], "latent_dim": 4, "clusterer": "kmeans", "seed": [0, 1]},
+        "space": {"input": ["mfcc", "musicnn_msd"], "model": ["raw", "pca"], "latent_dim": 4, "clusterer": "kmeans", "seed": [0, 1], "n_clusters": 2},
         "search": {"metric": "input_silhouette", "sampler": "grid", "max_concurrent_trials": 2},
         "trials": {"figures": [], "after_sweep_projections": False},
         "tracking": {"uri": uri, "experiment": "clips"},

@@ -19,8 +19,8 @@ import torch
 from conftest import blobs, feature_set
 
 from musicvae.models import build_model
-from musicvae.params import TrialParams
-from musicvae.replicas import exact, noise_state, vectorises
+from musicvae.params import NEURAL_MODELS, TrialParams
+from musicvae.replicas import exact, noise_state, vectorises, vectorises_params
 from musicvae.training import NonFiniteLossError, Outcome, Tensors, TrainingState, batch_sizes, encode, seed_everything, train_model, train_replicas
 from musicvae.trial import model_inputs
 
@@ -152,6 +152,13 @@ def test_a_model_with_convolutions_trains_one_seed_at_a_time(data) -> None:
     assert not vectorises(models[0])  # a vmapped convolution is a grouped one: slower on the CPU, and it rounds differently
     with pytest.raises(ValueError, match="ConvVAE"):
         train_replicas(models, inputs, seeds=SEEDS, noise=noise, **_settings(params))
+
+
+@pytest.mark.parametrize("model", NEURAL_MODELS)
+def test_the_plan_knows_which_models_vectorise_before_building_them(data, model) -> None:
+    params = _params(model, channels=4)
+    built = build_model(params, model_inputs(params, data), n_components=3)
+    assert vectorises_params(params) == vectorises(built)
 
 
 def test_the_probe_finds_where_a_vectorised_step_is_not_exact(data) -> None:

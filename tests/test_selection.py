@@ -16,8 +16,8 @@ from musicvae.config import SelectionConfig
 from musicvae.dataset import FeatureSet
 from musicvae.leaderboard import TrialRecord, trial_table
 from musicvae.metrics import input_metrics, sample_rows
-from musicvae.params import TrialParams
-from musicvae.selection import build_spaces, select_methods, space_scores
+from musicvae.params import TrialParams, default_k_range
+from musicvae.selection import build_spaces, k_curve, select_methods, space_scores
 from musicvae.sweep_file import SweepFileError, parse_sweep
 from musicvae.trial import Embedded, evaluate
 
@@ -302,3 +302,52 @@ def test_the_regret_carries_its_standard_error_from_the_seeds_spread() -> None:
     assert "standard error 0.036" in selection.summary()
     older = choose(methods.drop(columns="ari_sd"), SelectionConfig(), 2, 100)  # a selection.csv written before the seeds' spread was kept
     assert np.isnan(older.regret_se("b")) and "regret 0.1000 (standard error -)" in older.summary()
+
+
+def k_trials(x: np.ndarray, labels: np.ndarray | None, ks: list[int], cfg: SelectionConfig, seeds: int = 2) -> tuple[pd.DataFrame, dict, dict]:
+    """K-Means of the raw features at each k over ``seeds`` seeds, each a trial scored through trial.evaluate (k searched, as a sweep does)."""
+    data = feature_set(x, labels)
+    records, clusters, spaces = [], {}, {}
+    for k in ks:
+        for seed in range(seeds):
+            params = TrialParams(model="raw", clusterer="kmeans", n_clusters=k, seed=seed)
+            result = evaluate(params, data, Embedded(x, {"fit_seconds": 0.0}), selection=cfg)
+            name = f"raw-{k}-{seed}"
+            records.append(TrialRecord(name, "OK", params.model_dump(include={"model", "clusterer", "n_clusters", "seed"}), result.metrics))
+            clusters[name], spaces[name] = result.clusters, x
+    return trial_table(records, "silhouette", "max"), clusters, spaces
+
+
+@pytest.mark.parametrize("k", [3, 7, 12])
+def test_k_is_chosen_right_on_well_separated_blobs(k: int) -> None:
+    x, labels = blobs(n_per=30, k=k, d=8, scale=8.0, spread=0.5, seed=k, standardise=False)
+    cfg = SelectionConfig(sample=400)
+    ks = default_k_range(len(x))
+    assert k in ks
+    selection = select_methods(*k_trials(x, labels, ks, cfg), {"mfcc": x}, cfg, n_labels=k)
+    assert int(selection.row(selection.winner)["n_clusters"]) == k, selection.scores[["method", f"score_{cfg.rule}", "ari"]]
+    assert selection.regret(selection.winner) == 0.0 and selection.stable
+    assert f"k = {k} chosen (label count {k}, evaluation only)" in selection.summary()
+    curve = k_curve(selection)  # what the report draws: each k once, every rule's score once, the pick marked
+    assert curve["n_clusters"].tolist() == ks and curve.columns.is_unique and {"combined", "stability", "ari"} <= set(curve.columns)
+    assert curve.loc[curve["chosen"], "n_clusters"].tolist() == [k]
+
+
+def test_on_random_labellings_the_rule_does_not_favour_two_clusters() -> None:
+    """Clusterings that are random labellings of structureless data, at every k: no k may win by construction, k = 2 least of all."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((600, 10)).astype(np.float32)
+    cfg = SelectionConfig(sample=600)
+    picks = []
+    for draw in range(6):
+        records, clusters = [], {}
+        for k in default_k_range(len(x)):
+            for seed in range(2):
+                name = f"random-{k}-{seed}"
+                clusters[name] = rng.integers(0, k, len(x))
+                metrics = {"largest_cluster": float(np.bincount(clusters[name]).max() / len(x)), "resample_stability": 0.0, "input_silhouette": 0.0}
+                records.append(TrialRecord(name, "OK", {"model": "raw", "clusterer": "kmeans", "n_clusters": k, "seed": seed}, metrics))
+        selection = select_methods(trial_table(records, "silhouette", "max"), clusters, {n: x for n in clusters}, {"mfcc": x}, cfg)
+        picks.append(int(selection.row(selection.winner)["n_clusters"]))
+        assert not selection.stable  # random labels reproduce nothing
+    assert picks.count(2) <= 1 and len(set(picks)) >= 3, picks

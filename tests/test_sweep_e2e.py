@@ -162,6 +162,7 @@ def test_closing_and_forgetting_children_page_through_every_run(tmp_path: Path) 
     assert sorted(r.data.tags["ray.trial_id"] for r in tracking.search_all_runs(client, experiment_id, children)) == ["t0", "t1"]
 
 
+@pytest.mark.slow
 def test_quickstart_demo_runs_from_the_cli(tmp_path: Path) -> None:
     """The README's main job, exactly as a user runs it (in a scratch working directory)."""
     proc = subprocess.run(
@@ -377,3 +378,29 @@ def test_a_methods_seeds_train_together_and_a_crash_resumes_every_one(tmp_path: 
     assert before[:5] == [1, 2, 3, 4, 5] and last_checkpoint >= 3 and after == list(range(last_checkpoint + 1, 9))
     for key, result in straight.last.items():
         assert all(result[m] == crashed.last[key][m] for m in ("val_loss", "ari", "silhouette", "input_silhouette")), key
+
+
+@pytest.mark.slow
+def test_a_table_without_labels_and_without_k_runs_and_reports_its_chosen_k(tmp_path: Path, monkeypatch) -> None:
+    """No label column, no n_clusters: the sweep searches k over the default range and says which k it chose."""
+    from conftest import blobs
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    x, _ = blobs(n_per=40, k=4, d=6, scale=8.0, spread=0.5, seed=4, standardise=False)
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)])
+    table.insert(0, "track_id", [f"t{i}" for i in range(len(x))])
+    table.to_csv(tmp_path / "unlabelled.csv", index=False)
+    raw = {
+        "name": "no-labels",
+        "data": {"source": {"kind": "table", "path": str(tmp_path / "unlabelled.csv"), "label_column": None}, "cache_dir": str(tmp_path / "cache")},
+        "space": {"model": "raw", "clusterer": "kmeans"},  # one seed: the resampled clusterings say how stable each k is
+        "search": {"metric": "input_silhouette", "sampler": "grid", "max_concurrent_trials": 2},
+        "trials": {"figures": [], "after_sweep_projections": False},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "no-labels"},
+        "storage_path": str(tmp_path / "ray_results"),
+    }
+    outcome = run_sweep(parse_sweep(raw))
+    assert sorted(outcome.leaderboard["n_clusters"].unique()) == [2, 3, 4, 5, 6, 7, 8]  # 160 tracks: 2 to sqrt(80)
+    assert outcome.selection.oracle is None
+    assert "k = 4 chosen\n" in outcome.selection.summary() + "\n" and "label count" not in outcome.selection.summary()
+    assert "k = 4 chosen" in outcome.summary()

@@ -205,7 +205,7 @@ def mlflow_server(tmp_path: Path):
 
 def test_a_sweep_logs_to_a_tracking_server_over_http(tmp_path: Path, mlflow_server) -> None:
     url, artifact_root = mlflow_server
-    space = {"model": ["pca", "vae"], "latent_dim": [2, 4], "epochs": 8, "seed": [0, 1]}
+    space = {"model": ["pca", "vae"], "latent_dim": [2, 4], "epochs": 8, "seed": [0, 1], "n_clusters": 3}  # k fixed: the grid stays 8 trials
     raw = sweep_dict(tmp_path, "over-http", space, {"sampler": "grid", "max_concurrent_trials": 2}, tracking_uri=url)
     raw["trials"] = {"figures": ["umap", "disentanglement"], "figure_points": 100}
     outcome = run_sweep(parse_sweep(raw))
@@ -247,7 +247,7 @@ def test_a_sweep_logs_to_a_tracking_server_over_http(tmp_path: Path, mlflow_serv
 
 def test_sync_re_logs_what_mlflow_lost_and_only_once(tmp_path: Path) -> None:
     """``musicvae sync``: a child run lost from MLflow and one left RUNNING (a tracking outage) come back from Tune's state; a second sync logs nothing."""
-    space = {"model": ["pca", "vae"], "epochs": 6, "latent_dim": 3}
+    space = {"model": ["pca", "vae"], "epochs": 6, "latent_dim": 3, "n_clusters": 3}
     cfg = parse_sweep(sweep_dict(tmp_path, "sync", space, {"sampler": "grid", "max_concurrent_trials": 2}, trials={"figures": [], "checkpoint_every": 2}))
     outcome = run_sweep(cfg)
     client = MlflowClient(outcome.tracking_uri)

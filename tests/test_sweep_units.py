@@ -5,31 +5,33 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from musicvae.cli import describe_plan
-from musicvae.dataset import FeatureSet
 from musicvae.leaderboard import format_leaderboard, format_methods, leaderboard, method_table, pareto_front, selection_summary
 from musicvae.locations import find_run, storage_root
-from musicvae.sweep import check_clusters
-from musicvae.sweep_file import parse_sweep
+from musicvae.params import Range, default_k_range, k_bound
+from musicvae.sweep import with_k
+from musicvae.sweep_file import SweepFileError, parse_sweep
 
 
-def data(labels: np.ndarray | None, names: list[str]) -> FeatureSet:
-    return FeatureSet(["a", "b"], np.zeros((2, 3), np.float32), ["f0", "f1", "f2"], labels, names, pd.DataFrame())
-
-
-def test_unlabelled_data_needs_n_clusters() -> None:
-    cfg = parse_sweep({"name": "x"})
-    with pytest.raises(ValueError, match="n_clusters"):
-        check_clusters(cfg, data(None, []))
-    with pytest.raises(ValueError, match="single label"):
-        check_clusters(cfg, data(np.array([0, 0]), ["rock"]))
-    check_clusters(parse_sweep({"name": "x", "space": {"n_clusters": 4}}), data(None, []))
-    check_clusters(cfg, data(np.array([0, 1]), ["folk", "rock"]))
-    check_clusters(parse_sweep({"name": "x", "space": {"clusterer": ["dbscan", "hdbscan"]}}), data(None, []))  # they find k
+def test_k_is_searched_by_default_and_a_k_the_tracks_cannot_hold_is_an_error() -> None:
+    """Without n_clusters in the space a sweep searches k (labels or none); a file's own k is kept, checked against the tracks."""
+    grid = with_k(parse_sweep({"name": "x", "search": {"sampler": "grid"}}), 300)
+    assert grid.space["n_clusters"] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 12] == default_k_range(300)
+    tpe = with_k(parse_sweep({"name": "x"}), 3000)
+    assert tpe.space["n_clusters"] == Range(low=2, high=20)
+    assert k_bound(50) == 5 and k_bound(10) == 3 and k_bound(10**6) == 20
+    fixed = parse_sweep({"name": "x", "space": {"n_clusters": 4}})
+    assert with_k(fixed, 300) is fixed
+    assert "n_clusters" not in with_k(parse_sweep({"name": "x", "space": {"clusterer": ["dbscan", "hdbscan"]}}), 300).space  # they find k
+    with pytest.raises(SweepFileError, match=r"space\.n_clusters: 400 clusters exceed the 300 tracks"):
+        with_k(parse_sweep({"name": "x", "space": {"n_clusters": [4, 400]}}), 300)
+    with pytest.raises(SweepFileError, match=r"space\.n_clusters: 40 clusters exceed the 30 tracks"):
+        with_k(parse_sweep({"name": "x", "space": {"n_clusters": {"low": 2, "high": 40}}}), 30)
+    with pytest.raises(SweepFileError, match=r"space\.n_clusters: value 1 is invalid: .*greater than or equal to 2"):
+        parse_sweep({"name": "x", "space": {"n_clusters": [1, 4]}})
 
 
 def result(name: str, model: str, silhouette: float, ari: float, error: str | None = None, **config) -> SimpleNamespace:
@@ -55,6 +57,16 @@ def test_leaderboard_orders_by_the_objective_and_puts_failures_last() -> None:
     assert leaderboard(results, "ari", "max")["trial"].tolist() == ["t1", "t4", "t2", "t3"]
     text = format_leaderboard(table)
     assert "ValueError: boom" in text and "t4" in text
+
+
+def test_two_sampled_betas_that_print_alike_are_two_methods() -> None:
+    """A method is a configuration: β 1.0012 and 1.0034 (both '1' at three digits) are two methods of one seed each, not one of two."""
+    results = [result("a", "vae", 0.3, 0.1, beta=1.0012, seed=0), result("b", "vae", 0.5, 0.2, beta=1.0034, seed=0), result("c", "pca", 0.4, 0.3, seed=0)]
+    methods = method_table(leaderboard(results, "silhouette", "max"), "silhouette", "max")
+    assert sorted(methods["method"]) == ["pca + kmeans", "vae (β=1.0012) + kmeans", "vae (β=1.0034) + kmeans"]
+    assert (methods["n"] == 1).all()
+    plain = [result("a", "vae", 0.3, 0.1, beta=0.5, seed=0), result("b", "vae", 0.5, 0.2, beta=4.0, seed=0)]
+    assert sorted(method_table(leaderboard(plain, "silhouette", "max"), "silhouette", "max")["method"]) == ["vae (β=0.5) + kmeans", "vae (β=4) + kmeans"]
 
 
 def test_methods_aggregate_over_seeds_and_selection_uses_the_mean() -> None:
