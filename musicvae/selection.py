@@ -365,7 +365,11 @@ class Selection:
                 f"ARI {oracle['ari']:.4f} ± {_fmt(oracle.get('ari_sd', math.nan))} over seeds, NMI {oracle['nmi']:.4f}; "
                 f"regret {self.regret(self.winner):.4f} (standard error {_fmt(self.regret_se(self.winner))})"
             )
-        others = [f"{rule}: {pick}" + (f" (regret {self.regret(pick):.4f})" if self.oracle else "") for rule, pick in self.picks.items() if rule != self.rule]
+        by_pick: dict[str, list[str]] = {}  # each pick once, with the rules that chose it
+        for rule, pick in self.picks.items():
+            if rule != self.rule:
+                by_pick.setdefault(pick, []).append(rule)
+        others = [f"{', '.join(rules)}: {pick}" + (f" (regret {self.regret(pick):.4f})" if self.oracle else "") for pick, rules in by_pick.items()]
         if others:
             lines.append("  other rules' picks: " + "; ".join(others))
         degenerate = self.scores.loc[self.scores["degenerate"], "method"].tolist()

@@ -44,7 +44,7 @@ def sweep_config(tmp_path: Path, collection: Path, **overrides) -> dict:
             "audio": {"duration": 1.0},
             "cache_dir": str(tmp_path / "cache"),
         },
-        "space": {"model": ["pca", "vae"], "latent_dim": [4, 8], "epochs": 5, "beta": {"low": 0.5, "high": 4.0, "log": True}, "n_clusters": [6, 40]},
+        "space": {"model": ["pca", "vae"], "latent_dim": [4, 8], "epochs": 5, "beta": {"low": 0.5, "high": 4.0, "log": True}, "n_clusters": [6, 36]},
         "search": {"num_samples": 5, "max_concurrent_trials": 2, "sampler": "random", "seed": 3},
         "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "e2e"},
         "storage_path": str(tmp_path / "ray_results"),
@@ -70,10 +70,10 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
     assert parents[0].info.status == "FINISHED"
     assert parents[0].data.params["objective"] == "silhouette" and parents[0].data.params["n_tracks"] == "36"
 
-    # 40 clusters cannot be made from 36 tracks: those trials fail, are recorded, and the sweep goes on.
-    by_k = {k: [r for r in children if r.data.params["n_clusters"] == k] for k in ("6", "40")}
-    assert by_k["6"] and by_k["40"], "the seeded random sampler should draw both values of n_clusters"
-    for run in by_k["40"]:
+    # 36 clusters of 36 tracks cannot be made again from the resampled 80 %: those trials fail, are recorded, and the sweep goes on.
+    by_k = {k: [r for r in children if r.data.params["n_clusters"] == k] for k in ("6", "36")}
+    assert by_k["6"] and by_k["36"], "the seeded random sampler should draw both values of n_clusters"
+    for run in by_k["36"]:
         assert run.info.status == "FAILED"
         assert "n_samples" in run.data.tags["musicvae.error"] or "n_clusters" in run.data.tags["musicvae.error"]
     client = MlflowClient(outcome.tracking_uri)
@@ -115,7 +115,7 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
         assert {"input_silhouette", "input_calinski_harabasz", "resample_stability"} <= set(run.data.metrics)
     assert "figures/metrics_heatmap.png" in {a.path for a in client.list_artifacts(outcome.parent_run_id, "figures")}
     table = outcome.leaderboard
-    assert len(table) == 5 and (table["status"] == "FAILED").sum() == len(by_k["40"])
+    assert len(table) == 5 and (table["status"] == "FAILED").sum() == len(by_k["36"])
     ok = table[table["status"] == "OK"]
     assert ok["silhouette"].is_monotonic_decreasing  # best first, by the label-free objective
 

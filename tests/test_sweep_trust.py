@@ -49,8 +49,9 @@ def children_of(client: MlflowClient, experiment_id: str, parent: str) -> list:
 
 
 def test_failed_trials_are_recorded_with_their_reason_and_not_retried(tmp_path: Path) -> None:
-    """A trial that raises (k > n) and one whose loss goes NaN (lr = 1): both FAILED with the reason, once each; the rest finish."""
-    space = {"model": ["pca", "vae"], "lr": [0.001, 1.0], "n_clusters": [3, 500], "epochs": 10, "latent_dim": 4}
+    """A trial that raises (k = n: its 80 % resamples cannot hold k clusters) and one whose loss goes NaN (lr = 1): both FAILED
+    with the reason, once each; the rest finish. (A k above the tracks is refused before any trial: test_sweep_units.)"""
+    space = {"model": ["pca", "vae"], "lr": [0.001, 1.0], "n_clusters": [3, 90], "epochs": 10, "latent_dim": 4}
     cfg = parse_sweep(sweep_dict(tmp_path, "failures", space, {"sampler": "grid", "max_concurrent_trials": 2}, trials={"figures": [], "max_retries": 2}))
     outcome = run_sweep(cfg)
 
@@ -63,7 +64,7 @@ def test_failed_trials_are_recorded_with_their_reason_and_not_retried(tmp_path: 
     nan = failed[failed["lr"] == 1.0]
     assert len(nan) == 2 and nan["error"].str.startswith("NonFiniteLossError: loss became nan at epoch 1").all()
     too_many = failed[(failed["lr"] != 1.0)]
-    assert len(too_many) == 2 and too_many["error"].str.contains("n_samples=90 should be >= n_clusters=500").all()
+    assert len(too_many) == 2 and too_many["error"].str.contains("n_samples=72 should be >= n_clusters=90").all()
 
     client = MlflowClient(outcome.tracking_uri)
     runs = children_of(client, outcome.experiment_id, outcome.parent_run_id)
