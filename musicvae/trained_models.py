@@ -211,7 +211,7 @@ def obtain(
         model.load_state_dict(stored.state)
         return Obtained(model.to(device), stored, shared=True)
 
-    seeds, models, noise = _replica_set(params, inputs, n_components, device, hooks, key_of)
+    seeds, models, noise = _replica_set(params, inputs, n_components, device, hooks, key_of, beta)
     start = time.perf_counter()
     options = {key: getattr(params, key) for key in ("epochs", "lr", "batch_size", "val_fraction", "kl_warmup_epochs", "free_bits")}
     me = seeds.index(params.seed)
@@ -243,27 +243,33 @@ def obtain(
 
 
 def _replica_set(
-    params: TrialParams, inputs: dict[str, np.ndarray], n_components: int | None, device: torch.device, hooks: TrainingHooks, key_of: Callable
+    params: TrialParams,
+    inputs: dict[str, np.ndarray],
+    n_components: int | None,
+    device: torch.device,
+    hooks: TrainingHooks,
+    key_of: Callable,
+    beta: float,
 ) -> tuple[list[int], list[nn.Module], list[torch.Tensor]]:
     """The seeds this trial trains, each model built under its seed with its noise state: its own seed (or, resumed, the
     checkpoint's), and with a store and a plan the planned seeds it can claim, if their replicas train exactly."""
     directory, key = hooks.models_dir, key_of(params)
-    seeds = hooks.resume.seeds if hooks.resume is not None else [params.seed]
-    models, noise, claimed = [], [], []
-    for seed in seeds:
+    seeds, models, noise, claimed = [], [], [], []
+
+    def build(seed: int) -> None:  # right after seeding, as a lone run builds it, and where its noise starts
+        seeds.append(seed)
         seed_everything(seed)
         models.append(build_model(params.model_copy(update={"seed": seed}), inputs, n_components))
         noise.append(replicas.noise_state(device))
+
+    for seed in hooks.resume.seeds if hooks.resume is not None else [params.seed]:
+        build(seed)
     if hooks.resume is None and directory is not None and hooks.plan and replicas.vectorises(models[0]) and claim(directory, key):
         for seed in planned_seeds(params, hooks.plan)[1:]:
             if claim(directory, sibling := key_of(params.model_copy(update={"seed": seed}))):
-                seeds.append(seed)
-                seed_everything(seed)
-                models.append(build_model(params.model_copy(update={"seed": seed}), inputs, n_components))
-                noise.append(replicas.noise_state(device))
+                build(seed)
                 claimed.append(sibling)
         sizes = batch_sizes(len(next(iter(inputs.values()))), params.val_fraction, params.batch_size)
-        beta = 0.0 if params.model == "ae" else params.beta
         if len(seeds) > 1 and not replicas.exact(models, Tensors(inputs, device), sizes, beta, params.free_bits, device):
             for sibling in claimed:  # left to their own trials, which train them alone
                 (directory / f"{sibling}.claim").unlink(missing_ok=True)
