@@ -29,12 +29,12 @@ import pandas as pd
 from _common import SHARED  # noqa: E402
 from extract import PeakMemory  # noqa: E402  (bench/extract.py: summed RSS of this process and Ray's workers)
 
-from musicvae.assign import assign  # noqa: E402
-from musicvae.config import TrialsConfig  # noqa: E402
-from musicvae.dataset import load_feature_set  # noqa: E402
-from musicvae.params import TrialParams  # noqa: E402
-from musicvae.pipeline import load_pipeline  # noqa: E402
-from musicvae.sweep_file import parse_sweep  # noqa: E402
+from musicvae.config.params import TrialParams  # noqa: E402
+from musicvae.config.sections import TrialsConfig  # noqa: E402
+from musicvae.config.sweep_file import parse_sweep  # noqa: E402
+from musicvae.data.dataset import load_feature_set  # noqa: E402
+from musicvae.serving.assign import assign  # noqa: E402
+from musicvae.serving.pipeline import load_pipeline  # noqa: E402
 from musicvae.trial import run_and_save  # noqa: E402
 
 CHUNK = 256
@@ -111,8 +111,8 @@ def main() -> None:
                 lines.append(compare("FMA table resampled, VAE + K-Means", pipeline, path, pd.read_csv(path), folder / f"out-{n}"))
                 print(lines[-1], flush=True)
         if not args.no_audio:
-            from musicvae.sources import list_tracks
-            from musicvae.synth import synthesize_collection
+            from musicvae.data.sources import list_tracks
+            from musicvae.data.synth import synthesize_collection
 
             demo = folder / "demo"
             synthesize_collection(demo, per_genre=50, seed=3, clip_seconds=5.0)

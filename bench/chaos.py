@@ -4,7 +4,7 @@
     python bench/chaos.py --runs 1              # one of each: the slow test in CI
     python bench/chaos.py --faults node,tracking --runs 2 --seed 3
 
-Everything is on loopback and bounded in time. One cluster (``musicvae.localcluster``:
+Everything is on loopback and bounded in time. One cluster (``musicvae.tune.localcluster``:
 a head and a worker node, one CPU each, token authentication on) and one real
 ``mlflow server`` (SQLite, proxied artifacts) serve every run. Each run is a
 new sweep driven by ``musicvae sweep`` in a process of its own, hit once,
@@ -43,9 +43,9 @@ import requests
 import yaml
 from mlflow.tracking import MlflowClient
 
-from musicvae.localcluster import LocalCluster, free_port
-from musicvae.synth import blobs_table
-from musicvae.tracking import ERROR_TAG, ROLE_TAG, search_all_runs
+from musicvae.data.synth import blobs_table
+from musicvae.tracking.runs import ERROR_TAG, ROLE_TAG, search_all_runs
+from musicvae.tune.localcluster import LocalCluster, free_port
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 FAULTS = ("node", "actor", "driver", "tracking", "disk")

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
-from musicvae.config import AudioFeatureConfig
-from musicvae.features.extract import run_pipeline
+from musicvae.config.sections import AudioFeatureConfig
+from musicvae.data.features.extract import run_pipeline
 
 DEFAULT_CLIPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fma_small_clips" / "fma_small"
 

@@ -1,6 +1,6 @@
 """Sweep throughput on one GPU: 1, 2, 4 and 8 trials per GPU against the same grid on CPU, in one run.
 
-Every arm is a real sweep (``musicvae.sweep.run_sweep``: Ray Tune, Optuna,
+Every arm is a real sweep (``musicvae.tune.sweep.run_sweep``: Ray Tune, Optuna,
 MLflow, checkpoints, selection) of the same grid, the β-VAEs of the hard task
 (sweeps/demo-hard.yaml: vae and conv_vae at β 0.5/1/4/10, K-Means, three
 seeds, 30 epochs; 24 trials) on the demo collection the product generates
@@ -14,9 +14,9 @@ the study's table is ../shared/data/fma5_seed_mfcc40.csv). Arms:
   gpu-1-alone                  as gpu-1 with trials.replicas: false: each seed's trial trains its own model
 
 Every arm but gpu-1-alone runs as a sweep does by default: the trial that trains a
-model trains its other seeds beside it as one vectorised model (musicvae.replicas),
+model trains its other seeds beside it as one vectorised model (musicvae.training.replicas),
 where a probe step finds that exact on that device; the Conv-VAE never (see
-musicvae.replicas.vectorises). gpu-1 against gpu-1-alone is what that gives on the
+musicvae.training.replicas.vectorises). gpu-1 against gpu-1-alone is what that gives on the
 GPU. Whether CUDA's batched kernels pass the probe is printed per arm, from the
 trials' notes (each seed trained alone, or with its replicas): "replica trials".
 
@@ -89,7 +89,7 @@ MIN_SLICE_S = 20.0  # an arm with less time than this is not started
 GRACE_S = 60.0  # past the budget by this much, the running arm is interrupted (as Ctrl-C would)
 WARM_UP = """
 import sys, torch
-import musicvae.trainable, musicvae.trial  # noqa: F401 - the trials' imports, into the OS file cache
+import musicvae.tune.trainable, musicvae.trial  # noqa: F401 - the trials' imports, into the OS file cache
 if sys.argv[1] == "cuda":
     x = torch.randn(64, 1, 20, 128, device="cuda", requires_grad=True)
     torch.nn.Conv2d(1, 32, 3, stride=2).cuda()(x).sum().backward()
@@ -175,7 +175,7 @@ class GPUSampler:
 
 def base_file(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     """The hard task's sweep file (raw YAML and parsed): demo-hard.yaml, or hard.yaml with --table."""
-    from musicvae.sweep_file import parse_sweep
+    from musicvae.config.sweep_file import parse_sweep
 
     path = ROOT / "sweeps" / ("hard.yaml" if args.table else "demo-hard.yaml")
     raw = yaml.safe_load(path.read_text())
@@ -184,7 +184,7 @@ def base_file(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 
 def grid(args: argparse.Namespace, raw: dict[str, Any], base: Any) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The data section, the space and its points in the interleaved order (seed, β, model) every arm runs."""
-    from musicvae.params import VARIATIONAL_MODELS, grid_points
+    from musicvae.config.params import VARIATIONAL_MODELS, grid_points
 
     data = dict(raw["data"])
     if args.table:
@@ -240,7 +240,7 @@ def sweep_file(arm: dict[str, Any], data: dict[str, Any], space: dict[str, Any],
 
 def run_one(arm: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
     """Run the arm's sweep; its figures from the leaderboard and Tune's stored results."""
-    from musicvae.sweep_file import parse_sweep
+    from musicvae.config.sweep_file import parse_sweep
 
     cfg = parse_sweep(raw, origin=f"<{arm['name']}>")
     offset = time.time() - time.perf_counter()  # perf_counter marks -> unix time, to compare with Tune's timestamps
@@ -508,15 +508,15 @@ def main() -> None:
         data, space, points = grid(args, raw_base, base)
         arms = arms_to_run(args, len(points))
 
-        import musicvae.sweep
-        from musicvae.dataset import load_feature_set
-        from musicvae.sweep_file import parse_sweep
+        import musicvae.tune.sweep
+        from musicvae.config.sweep_file import parse_sweep
+        from musicvae.data.dataset import load_feature_set
 
         imports_s = time.perf_counter() - began
         cache = root / "cache"
         started = time.perf_counter()
         with output_to(root / "setup.log", not args.verbose):
-            musicvae.sweep.init_ray()  # one local Ray for every arm: run_sweep leaves a Ray it did not start running
+            musicvae.tune.sweep.init_ray()  # one local Ray for every arm: run_sweep leaves a Ray it did not start running
             features = load_feature_set(parse_sweep({"name": "x", "data": {**data, "cache_dir": str(cache)}}).data)
         extract_s = time.perf_counter() - started
         started = time.perf_counter()

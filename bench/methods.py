@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from _common import ROOT, SHARED, one_thread_per_worker  # noqa: E402
 
-from musicvae.config import DataConfig  # noqa: E402
-from musicvae.sweep_file import parse_sweep  # noqa: E402
+from musicvae.config.sections import DataConfig  # noqa: E402
+from musicvae.config.sweep_file import parse_sweep  # noqa: E402
 
 VAE = {"model": "vae", "beta": 0.5, "epochs": 100}
 STUDY_VAE = {"model": "vae", "beta": 0.5, "epochs": 30}  # the study's β sweep: 30 epochs
@@ -68,7 +68,7 @@ _DATA = None
 
 
 def _init(cfg: DataConfig) -> None:
-    from musicvae.dataset import load_feature_set
+    from musicvae.data.dataset import load_feature_set
 
     global _DATA
     one_thread_per_worker()
@@ -77,7 +77,7 @@ def _init(cfg: DataConfig) -> None:
 
 def run(method: int, seed: int, cache: Path) -> list[dict]:
     """One model and seed: train once, then each way of clustering it (what a sweep's trials of that model and seed do)."""
-    from musicvae.params import TrialParams
+    from musicvae.config.params import TrialParams
     from musicvae.trial import embed, evaluate
 
     name, metadata, model, clusterers = METHODS[method]

@@ -41,8 +41,8 @@ from pathlib import Path
 import pandas as pd
 from _common import ROOT, SHARED, one_thread_per_worker  # noqa: E402
 
-from musicvae.config import DataConfig, SelectionConfig  # noqa: E402
-from musicvae.sweep_file import parse_sweep  # noqa: E402
+from musicvae.config.sections import DataConfig, SelectionConfig  # noqa: E402
+from musicvae.config.sweep_file import parse_sweep  # noqa: E402
 
 COLLECTIONS = ("mridangam-stroke", "mridangam-tonic", "fma-clips")
 INPUTS = ("mfcc", "musicnn_msd", "musicnn_mtt")
@@ -89,7 +89,7 @@ def _init(data) -> None:
 
 def run(input_name: str, method: int, seed: int, cache: Path) -> list[dict]:
     """One model of one input and seed: trained once, then each way of clustering it (a sweep's trials of that model and seed)."""
-    from musicvae.params import TrialParams
+    from musicvae.config.params import TrialParams
     from musicvae.trial import embed, evaluate
 
     name, model, clusterers = METHODS[method]
@@ -114,7 +114,7 @@ def run(input_name: str, method: int, seed: int, cache: Path) -> list[dict]:
 
 
 def method_table(rows: list[dict]) -> pd.DataFrame:
-    from musicvae.clustering import mean_pairwise_ari
+    from musicvae.clustering.clusterers import mean_pairwise_ari
 
     table = pd.DataFrame(rows)
     out = []
@@ -130,9 +130,9 @@ def method_table(rows: list[dict]) -> pd.DataFrame:
 
 def selection_lines(rows: list[dict]) -> list[str]:
     """The default label-free rule over every method of every input, as a sweep would choose."""
-    from musicvae.leaderboard import TrialRecord, trial_table
-    from musicvae.params import applies
-    from musicvae.selection import select_methods
+    from musicvae.config.params import applies
+    from musicvae.evaluation.leaderboard import TrialRecord, trial_table
+    from musicvae.evaluation.selection import select_methods
 
     records, clusters, embeddings = [], {}, {}
     for i, row in enumerate(rows):
@@ -154,8 +154,8 @@ def extraction_costs(data_cfg: DataConfig, files: list[str], device: str) -> pd.
     """Seconds per track, one process on one core, side by side on the same files: MFCC statistics, and musicnn (both models)."""
     import torch
 
-    from musicvae.features.audio import PATCHES, extract_file, musicnn_features
-    from musicvae.features.extract import musicnn_weights
+    from musicvae.data.features.audio import PATCHES, extract_file, musicnn_features
+    from musicvae.data.features.extract import musicnn_weights
 
     torch.set_num_threads(1)
     mfcc_cfg = data_cfg.audio.model_copy(update={"features": ["mfcc"]})
@@ -200,8 +200,8 @@ def main() -> None:
         raise SystemExit(f"needs the shared data at {SHARED} (set MUSICVAE_SHARED_DATA)")
     import ray
 
-    from musicvae.dataset import load_feature_set
-    from musicvae.sources import list_tracks
+    from musicvae.data.dataset import load_feature_set
+    from musicvae.data.sources import list_tracks
 
     for name in args.collections:
         data_cfg = data_config(name, args.cache, args.duration)

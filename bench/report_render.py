@@ -1,6 +1,6 @@
 """How long report.html's embedding explorer takes to draw, in headless Chromium, at 3000 and 100 000 points.
 
-The explorer is built by ``musicvae.report_html.explorer_figure`` exactly as
+The explorer is built by ``musicvae.reporting.report_html.explorer_figure`` exactly as
 the report builds it (a WebGL trace per cluster and per genre, hover data per
 point), on a synthetic collection of N tracks in 10 clusters and 5 genres,
 inlined into a page with plotly.js. Each page is loaded three times; printed
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import plotly.offline
 
-from musicvae.charts import Explored, explorer_figure  # noqa: E402
+from musicvae.reporting.charts import Explored, explorer_figure  # noqa: E402
 
 SIZES = (3000, 100_000)
 GOAL_SECONDS = 2.0  # 3000 points (the FMA table's size) drawn in under 2 s

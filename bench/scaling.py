@@ -9,7 +9,7 @@ the same cluster after a second node (1 CPU) joins:
   musicvae's Tune + Optuna + MLflow path, two at a time.
 
 Nodes are real ``ray start`` processes with token authentication (see
-musicvae/localcluster.py). The per-clip and per-trial costs it prints feed
+musicvae/tune/localcluster.py). The per-clip and per-trial costs it prints feed
 the README's wall-time model for FMA-small and FMA-full on N GPU nodes.
 
     python bench/scaling.py                          # N = 200 clips, K = 8 trials
@@ -34,9 +34,9 @@ os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN)
 from _common import SHARED  # noqa: E402
 from extract import DEFAULT_CLIPS, make_copies  # noqa: E402  (the same N copies as bench/extract.py)
 
-from musicvae.config import AudioFeatureConfig  # noqa: E402
-from musicvae.localcluster import LocalCluster  # noqa: E402
-from musicvae.sweep_file import parse_sweep  # noqa: E402
+from musicvae.config.sections import AudioFeatureConfig  # noqa: E402
+from musicvae.config.sweep_file import parse_sweep  # noqa: E402
+from musicvae.tune.localcluster import LocalCluster  # noqa: E402
 
 
 def connect(cluster: LocalCluster) -> None:
@@ -57,7 +57,7 @@ def wait_for_cpus(n: int, timeout: float = 60) -> None:
 
 
 def extraction_seconds(tracks, cfg: AudioFeatureConfig) -> float:
-    from musicvae.features.extract import run_pipeline
+    from musicvae.data.features.extract import run_pipeline
 
     start = time.perf_counter()
     result = run_pipeline(tracks, cfg)
@@ -67,7 +67,7 @@ def extraction_seconds(tracks, cfg: AudioFeatureConfig) -> float:
 
 def sweep_seconds(table: Path, work: Path, trials: int, epochs: int, tag: str) -> tuple[float, float]:
     """(wall seconds of the sweep, mean seconds of one trial as the trial measured it)."""
-    from musicvae.sweep import run_sweep
+    from musicvae.tune.sweep import run_sweep
 
     raw = {
         "name": f"scaling-{tag}",

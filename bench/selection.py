@@ -3,7 +3,7 @@
 For each collection it runs a grid of methods exactly as a sweep's trials do
 (``musicvae.trial.embed`` once per model and seed, then
 ``musicvae.trial.evaluate`` per clusterer, the two halves of ``run_trial``),
-then scores them with ``musicvae.selection.select_methods`` as the sweep does.
+then scores them with ``musicvae.evaluation.selection.select_methods`` as the sweep does.
 For every rule it prints the pick, the regret (the oracle's mean ARI minus the
 pick's) and the Spearman correlation of the rule's method score with the
 methods' mean ARI and mean NMI (non-degenerate methods), one table per
@@ -14,7 +14,7 @@ searched) beside it, and their mean regret over the labelled collections.
 Grids:
   default       the study's hard grid: raw, PCA, AE, β-VAEs and, where there is text, multimodal
                 β-VAEs at β 0.5/1/4/10, each with K-Means, agglomerative and DBSCAN, three seeds, k = the label count
-  --k-range     k searched as a sweep searches it by default (musicvae.params.default_k_range: 2-10, 12,
+  --k-range     k searched as a sweep searches it by default (musicvae.config.params.default_k_range: 2-10, 12,
                 14, 16, 20 up to sqrt(n/2)) over raw, PCA and a β = 0.5 VAE x K-Means, Ward and GMM, three seeds
 
 Collections:
@@ -49,15 +49,15 @@ import pandas as pd
 from _common import ROOT, SHARED  # noqa: E402
 from scipy.stats import spearmanr
 
-from musicvae.config import DataConfig, SelectionConfig  # noqa: E402
-from musicvae.dataset import FeatureSet, load_feature_set  # noqa: E402
-from musicvae.leaderboard import TrialRecord, trial_table  # noqa: E402
-from musicvae.params import TrialParams, default_k_range, grid_points  # noqa: E402
-from musicvae.selection import RULES, Selection, select_methods  # noqa: E402
-from musicvae.sweep_file import load_sweep, parse_sweep  # noqa: E402
+from musicvae.config.params import TrialParams, default_k_range, grid_points  # noqa: E402
+from musicvae.config.sections import DataConfig, SelectionConfig  # noqa: E402
+from musicvae.config.sweep_file import load_sweep, parse_sweep  # noqa: E402
+from musicvae.data.dataset import FeatureSet, load_feature_set  # noqa: E402
+from musicvae.evaluation.leaderboard import TrialRecord, trial_table  # noqa: E402
+from musicvae.evaluation.selection import RULES, Selection, select_methods  # noqa: E402
 
 COLLECTIONS = ("fma", "fma-features", "demo-0", "demo-1", "demo-merged", "noise")
-# --k-range: k searched as a sweep searches it by default (musicvae.params.default_k_range), over the issue-28 grid.
+# --k-range: k searched as a sweep searches it by default (musicvae.config.params.default_k_range), over the issue-28 grid.
 K_SPACE = {"model": ["raw", "pca", "vae"], "latent_dim": 32, "beta": 0.5, "epochs": 30, "clusterer": ["kmeans", "agglomerative", "gmm"], "seed": [0, 1, 2]}
 MERGED = ("ambient", "chiptune")  # demo-merged: two of the demo's six generated genres under one label (five labels, six groups)
 

@@ -21,14 +21,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-PHASES = {  # musicvae's own steps timed in an arm: (module, function) -> the phase it belongs to
-    ("musicvae.sweep", "load_feature_set"): "features",
-    ("musicvae.sweep", "fit_settled"): "trials",
-    ("musicvae.sweep", "select_sweep"): "selection",
-    ("musicvae.sweep", "project_ahead"): "figures after",  # f23101b to 9326e99
-    ("musicvae.sweep", "store_projections"): "figures after",  # since: the β grid's started before the selection
-    ("musicvae.trial_projection", "project_selected"): "figures after",
-    ("musicvae.summary", "sweep_figures"): "figures after",
+# A module by its name in the stage subpackages, then by its name before them (an older tree).
+SWEEP = ("musicvae.tune.sweep", "musicvae.sweep")
+PHASES = {  # musicvae's own steps timed in an arm: (module names, function) -> the phase it belongs to
+    (SWEEP, "load_feature_set"): "features",
+    (SWEEP, "fit_settled"): "trials",
+    (SWEEP, "select_sweep"): "selection",
+    (SWEEP, "project_ahead"): "figures after",  # f23101b to 9326e99
+    (SWEEP, "store_projections"): "figures after",  # since: the β grid's started before the selection
+    (("musicvae.reporting.trial_projection", "musicvae.trial_projection"), "project_selected"): "figures after",
+    (("musicvae.reporting.summary", "musicvae.summary"), "sweep_figures"): "figures after",
 }
 
 
@@ -37,14 +39,15 @@ def run_arm(tree: Path, table: Path, out: Path, replicas: bool = True, sweep_fil
     import musicvae
 
     assert Path(musicvae.__file__).is_relative_to(tree), musicvae.__file__
-    from musicvae import sweep
 
     # A module is asked of the tree's files, not by trying its import: the venv's editable install of this
-    # checkout would find one the arm's tree lacks. load_sweep is in musicvae.sweep_file since 06510ff.
-    def in_tree(module: str) -> bool:
-        return (tree / f"{module.replace('.', '/')}.py").exists()
+    # checkout would find one the arm's tree lacks (and a newer tree answers to old names too).
+    def in_tree(*modules: str) -> str | None:
+        return next((m for m in modules if (tree / f"{m.replace('.', '/')}.py").exists()), None)
 
-    load_sweep = importlib.import_module("musicvae.sweep_file" if in_tree("musicvae.sweep_file") else "musicvae.config").load_sweep
+    sweep = importlib.import_module(in_tree(*SWEEP))
+    # load_sweep: in musicvae.sweep_file since 06510ff, in musicvae.config.sweep_file since the stage subpackages
+    load_sweep = importlib.import_module(in_tree("musicvae.config.sweep_file", "musicvae.sweep_file", "musicvae.config")).load_sweep
 
     phases: dict[str, float] = {}
 
@@ -58,12 +61,13 @@ def run_arm(tree: Path, table: Path, out: Path, replicas: bool = True, sweep_fil
 
         return wrapper
 
-    for (module, name), phase in PHASES.items():
-        owner = importlib.import_module(module) if in_tree(module) else None
+    for (modules, name), phase in PHASES.items():
+        module = in_tree(*modules)
+        owner = importlib.import_module(module) if module else None
         if hasattr(owner, name):
             setattr(owner, name, timed(getattr(owner, name), phase))
         else:  # an older tree has fewer of these steps; say so, so a moved step is seen rather than silently untimed
-            print(f"sweep_arm: {module}.{name} is not in {tree.name}: its time is not in '{phase}'", file=sys.stderr)
+            print(f"sweep_arm: {modules[0]}.{name} is not in {tree.name}: its time is not in '{phase}'", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
     cfg = load_sweep(tree / "sweeps" / sweep_file)
     source = cfg.data.source.model_copy(update={"path": str(table)})

@@ -11,7 +11,7 @@ then ``write_artifacts`` (embedding Parquet, latent analysis, weights and, unles
     torch.set_num_threads(cpus_per_trial) as the Tune trainable does;
     OMP_NUM_THREADS is set for them as Ray sets it for its workers. Timed from
     the start to the last worker's exit. No Ray, Tune, Optuna or MLflow.
-(b) sweep: ``musicvae.sweep.run_sweep`` on a grid sweep of the same space,
+(b) sweep: ``musicvae.tune.sweep.run_sweep`` on a grid sweep of the same space,
     timed whole: Ray start-up, features, Tune + Optuna, per-epoch reports and
     checkpoints, MLflow child runs with all artifacts, leaderboard, summary
     figures, Ray shutdown.
@@ -30,7 +30,7 @@ processes of each arm is printed to show it. Before either arm an untimed
 warm-up, in a throw-away process, imports everything both arms use (Ray,
 Optuna and MLflow too) and runs one small UMAP and t-SNE, so the OS file cache
 and numba's on-disk cache are equally warm for both. The driver's own imports
-(musicvae.sweep pulls in Ray, Tune, Optuna, MLflow) are done and reported
+(musicvae.tune.sweep pulls in Ray, Tune, Optuna, MLflow) are done and reported
 before timing, in neither arm. Each arm has its own projection cache, so the
 sweep never reuses the plain loop's UMAPs. Everything is written to a temporary
 folder (Tune storage, projection cache, SQLite tracking store, MLflow artifacts,
@@ -111,7 +111,7 @@ def trial_configs(cfg: Any) -> list[dict[str, Any]]:
     Constants that do not apply to a point (epochs for PCA) are passed too;
     they change nothing in the trial.
     """
-    from musicvae.params import grid_points
+    from musicvae.config.params import grid_points
 
     constants = {k: v for k, v in cfg.space.items() if not isinstance(v, list)}
     return [{**constants, **point} for point in grid_points(cfg.space)]
@@ -138,8 +138,8 @@ def _init_worker(data: Any, threads: int) -> None:
 def _plain_trial(config: dict[str, Any], trials: Any, resources: Any, cache_dir: str, out: str) -> dict[str, Any]:
     """One trial as ``tune_trainable`` runs it, minus Tune: no per-epoch reports, no checkpoints."""
     start = time.perf_counter()
-    from musicvae.params import TrialParams
-    from musicvae.trained_models import TrainingHooks
+    from musicvae.config.params import TrialParams
+    from musicvae.training.trained_models import TrainingHooks
     from musicvae.trial import run_and_save
 
     params = TrialParams(**config)
@@ -162,7 +162,7 @@ def environment(**values: str) -> Any:
 
 
 def plain_loop(cfg: Any) -> tuple[float, dict[str, float], list[dict[str, Any]]]:
-    from musicvae.dataset import load_feature_set
+    from musicvae.data.dataset import load_feature_set
 
     threads = max(1, int(cfg.resources.cpus_per_trial))
     folder = Path(cfg.data.cache_dir).parent
@@ -229,10 +229,11 @@ class SweepTimer:
     def install(self) -> None:
         import ray
 
-        import musicvae.projection
-        import musicvae.summary
-        import musicvae.sweep
-        import musicvae.tracking
+        import musicvae.reporting.projection
+        import musicvae.reporting.summary
+        import musicvae.tracking.runs
+        import musicvae.tracking.trial_tracking
+        import musicvae.tune.sweep
 
         def time_fit(tuner: Any) -> Any:
             fit = tuner.fit
@@ -248,18 +249,16 @@ class SweepTimer:
             tuner.fit = timed_fit
             return tuner
 
-        self.wrap(musicvae.sweep, "init_ray", "Ray start")
-        self.wrap(musicvae.sweep, "load_feature_set", "load features")
-        self.wrap(musicvae.tracking, "connect", "MLflow connect (creates the SQLite store)")
-        self.wrap(musicvae.tracking, "start_parent_run", "MLflow parent run")
-        self.wrap(musicvae.sweep, "build_tuner", "build Tuner", after=time_fit)
-        callback = getattr(musicvae.tracking, "MLflowTrialCallback", None)
+        self.wrap(musicvae.tune.sweep, "init_ray", "Ray start")
+        self.wrap(musicvae.tune.sweep, "load_feature_set", "load features")
+        self.wrap(musicvae.tracking.runs, "connect", "MLflow connect (creates the SQLite store)")
+        self.wrap(musicvae.tracking.runs, "start_parent_run", "MLflow parent run")
+        self.wrap(musicvae.tune.sweep, "build_tuner", "build Tuner", after=time_fit)
         for hook in ("on_trial_start", "on_trial_result", "on_trial_complete"):
-            if callback is not None:
-                self.wrap(callback, hook, f"MLflow callback {hook}")
-        self.wrap(musicvae.tracking, "log_summary", "MLflow summary (leaderboard files)")
-        self.wrap(musicvae.summary, "sweep_figures", "summary figures")
-        self.wrap(musicvae.projection, "project", "UMAP/t-SNE run in the driver (incl. import)")
+            self.wrap(musicvae.tracking.trial_tracking.MLflowTrialCallback, hook, f"MLflow callback {hook}")
+        self.wrap(musicvae.tracking.runs, "log_summary", "MLflow summary (leaderboard files)")
+        self.wrap(musicvae.reporting.summary, "sweep_figures", "summary figures")
+        self.wrap(musicvae.reporting.projection, "project", "UMAP/t-SNE run in the driver (incl. import)")
         self.wrap(ray, "shutdown", "Ray shutdown")
 
     def uninstall(self) -> None:
@@ -282,7 +281,7 @@ def tune_results(storage: Path) -> list[dict[str, Any]]:
 def sweep_arm(cfg: Any, raw: dict[str, Any]) -> tuple[float, SweepTimer, Any, list[dict[str, Any]]]:
     import yaml
 
-    from musicvae.sweep import run_sweep
+    from musicvae.tune.sweep import run_sweep
 
     timer = SweepTimer()
     timer.install()
@@ -309,7 +308,7 @@ def warm_up() -> float:
     import ray  # noqa: F401
     import ray.tune  # noqa: F401
 
-    from musicvae import projection
+    from musicvae.reporting import projection
     from musicvae.trial import run_trial  # noqa: F401
 
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
@@ -471,7 +470,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="swo-"))  # short: Ray's socket paths live under it
     cwd = Path.cwd()
     try:
-        from musicvae.sweep_file import parse_sweep
+        from musicvae.config.sweep_file import parse_sweep
 
         raws = {arm: sweep_file(args, table, root / arm) for arm in ("plain", "sweep")}
         cfgs = {arm: parse_sweep(raw, origin=f"<{arm}>") for arm, raw in raws.items()}
@@ -482,14 +481,14 @@ def main() -> None:
             warm_seconds = pool.submit(warm_up).result()
         warm_wall = time.perf_counter() - started
         started = time.perf_counter()
-        import musicvae.dataset  # noqa: F401
+        import musicvae.data.dataset  # noqa: F401
         import musicvae.trial  # noqa: F401
 
         plain_imports = time.perf_counter() - started
         started = time.perf_counter()
-        import musicvae.summary  # noqa: F401
-        import musicvae.sweep  # noqa: F401
-        import musicvae.tracking  # noqa: F401
+        import musicvae.reporting.summary  # noqa: F401
+        import musicvae.tracking.runs  # noqa: F401
+        import musicvae.tune.sweep  # noqa: F401
 
         sweep_imports = time.perf_counter() - started
 
@@ -499,7 +498,7 @@ def main() -> None:
             f"x {args.seeds} seed(s), {args.epochs} epochs, {args.concurrency} at a time, {args.cpus_per_trial:g} CPU each; figures: {figures}\n"
             f"Features: {table}\n"
             f"Not timed: warm-up process {warm_wall:.1f} s (imports + small UMAP/t-SNE {warm_seconds:.1f} s); "
-            f"driver imports: musicvae.trial/dataset {plain_imports:.1f} s, then musicvae.sweep (Ray, Tune, Optuna, MLflow) {sweep_imports:.1f} s\n"
+            f"driver imports: musicvae.trial/dataset {plain_imports:.1f} s, then musicvae.tune.sweep (Ray, Tune, Optuna, MLflow) {sweep_imports:.1f} s\n"
             f"Temp folder: {root}",
             flush=True,
         )

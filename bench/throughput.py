@@ -12,13 +12,13 @@ Sections (--sections, all by default):
                   loss written out in torch, backward, a torch.optim.Adam step (torch's
                   defaults), over the same batches in the same order; no validation and
                   no musicvae code but the model;
-              (b) musicvae.training.train_model as a sweep trial calls it
+              (b) musicvae.training.loop.train_model as a sweep trial calls it
                   (musicvae.trial.embed): with its per-epoch validation pass and a
                   checkpoint snapshot every trials.checkpoint_every epochs and at the last.
                   The on_epoch callback does nothing: Tune's report and the checkpoint's
                   file are the sweep's costs, measured by bench/sweep_overhead.py.
               (c) three seeds trained together as one vectorised model
-                  (musicvae.training.train_replicas, as a grid's first trial of a model
+                  (musicvae.training.loop.train_replicas, as a grid's first trial of a model
                   trains them), its time divided by all three replicas' steps: one
                   replica's share of a step. Models that do not vectorise (the Conv-VAE)
                   have no such arm.
@@ -28,7 +28,7 @@ Sections (--sections, all by default):
             table, then ``per-step ratio: <model> <b/a>`` per model and the same for (c)
             (goal: at most 1.5).
 
-  sweep     sweeps/hard.yaml run whole (musicvae.sweep.run_sweep: features, 99 trials, selection,
+  sweep     sweeps/hard.yaml run whole (musicvae.tune.sweep.run_sweep: features, 99 trials, selection,
             figures) by three arms in one run of this script: (a) --baseline, a git revision
             checked out into a temporary worktree (default d9e8279, the code issue 16 measured:
             99 trials in 388 s then), (b) this tree with trials.replicas: false (each seed's trial
@@ -37,7 +37,7 @@ Sections (--sections, all by default):
             import that tree too), one after the other, with private storage, tracking store and
             cache (a cold cache: the text embeddings and features are computed in every arm).
             Before them, untimed, this tree runs one small UMAP: numba's on-disk cache of UMAP's
-            compiled code (musicvae.manifold.import_umap) is then warm, as it is for every sweep on
+            compiled code (musicvae.clustering.manifold.import_umap) is then warm, as it is for every sweep on
             a machine after its first; the baseline has no such cache. Prints each arm's wall time,
             trials per minute, where the time went (musicvae's own steps, wrapped for the run: the
             features, the trials, the selection, the figures after the sweep) and the driver
@@ -81,12 +81,13 @@ import numpy as np
 import torch
 from _common import ROOT  # noqa: E402
 
-from musicvae.config import TrialsConfig  # noqa: E402
+from musicvae.config.params import TrialParams  # noqa: E402
+from musicvae.config.sections import TrialsConfig  # noqa: E402
 from musicvae.models import build_model  # noqa: E402
 from musicvae.models.vae import elbo  # noqa: E402
-from musicvae.params import TrialParams  # noqa: E402
-from musicvae.replicas import exact, noise_state, vectorises  # noqa: E402
-from musicvae.training import Tensors, batch_sizes, seed_everything, train_model, train_replicas  # noqa: E402
+from musicvae.training.loop import batch_sizes, seed_everything, train_model, train_replicas  # noqa: E402
+from musicvae.training.replicas import exact, noise_state, vectorises  # noqa: E402
+from musicvae.training.tensors import Tensors
 
 GOAL = 1.5
 CLOCKS = ("wall", "cpu")  # the order of a measurement's pair
@@ -154,8 +155,8 @@ def sweep_training(model: torch.nn.Module, inputs: dict[str, np.ndarray], params
 
 def replica_training(model: torch.nn.Module, inputs: dict[str, np.ndarray], params: TrialParams, replicas: int = 3) -> int:
     """(c): ``replicas`` seeds (``params.seed`` and the next ones) trained together by train_replicas, as a grid's first trial
-    trains them (musicvae.trained_models); returns the steps of all replicas, so a step's time is one replica's share.
-    ``model`` (the first seed's) is used as it is; the others are built as musicvae.trained_models builds them."""
+    trains them (musicvae.training.trained_models); returns the steps of all replicas, so a step's time is one replica's share.
+    ``model`` (the first seed's) is used as it is; the others are built as musicvae.training.trained_models builds them."""
     seeds = [params.seed + i for i in range(replicas)]
     models, noise = [model], [noise_state(CPU)]
     for seed in seeds[1:]:
@@ -249,7 +250,7 @@ def sweep_section(args: argparse.Namespace) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="throughput-arms-"))
     baseline = scratch / "baseline"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline], check=True, capture_output=True)
-    warm = "import numpy as np; from musicvae.manifold import import_umap; import_umap().UMAP(random_state=0).fit(np.random.rand(300, 8))"
+    warm = "import numpy as np; from musicvae.clustering.manifold import import_umap; import_umap().UMAP(random_state=0).fit(np.random.rand(300, 8))"
     subprocess.run([sys.executable, "-c", warm], env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, capture_output=True)
     arms = {f"(a) {args.baseline}": (baseline, []), "(b) replicas off": (ROOT, ["--no-replicas"]), "(c) this tree": (ROOT, [])}
     results = {}

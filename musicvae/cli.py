@@ -28,17 +28,17 @@ from pathlib import Path
 
 import yaml
 
-from musicvae import locations
-from musicvae.config import TrackingConfig, TrialsConfig
+from musicvae.config.params import K_CLUSTERERS, NEURAL_MODELS, TrialParams, choices, describe_space
+from musicvae.config.sections import TrackingConfig, TrialsConfig
+from musicvae.config.sweep_file import SweepConfig, SweepFileError, load_sweep, parse_sweep
 from musicvae.console import quiet_libraries, set_verbose
-from musicvae.params import K_CLUSTERERS, NEURAL_MODELS, TrialParams, choices, describe_space
-from musicvae.sweep_file import SweepConfig, SweepFileError, load_sweep, parse_sweep
+from musicvae.data import locations
 
 DEFAULT_STORAGE = SweepConfig.model_fields["storage_path"].default
 
 
 def after_sweep_figures(trials: TrialsConfig) -> str:
-    """The plan's words for the projections drawn once the trials are done (musicvae.trial_projection)."""
+    """The plan's words for the projections drawn once the trials are done (musicvae.reporting.trial_projection)."""
     if trials.per_trial_projections:
         return "the β grid, from the projections every trial draws"
     if trials.after_sweep_projections:
@@ -53,15 +53,15 @@ def shared_training(cfg: SweepConfig) -> str:
     """The plan's line on trained models: how many a grid trains (trials that only cluster differently share one), and which seeds train together."""
     if locations.is_uri(cfg.data.cache_dir):
         return "each trial trains its own model (trained models are shared through a local cache_dir; this one is remote)"
-    rule = "trials that differ only in how they cluster share one trained model (musicvae.trained_models)"
+    rule = "trials that differ only in how they cluster share one trained model (musicvae.training.trained_models)"
     points = [{**{k: v for k, v in cfg.space.items() if not isinstance(v, list)}, **p} for p in cfg.fixed_points]
     neural = [p for p in points if p.get("model", "vae") in NEURAL_MODELS]
     if cfg.search.sampler != "grid" or not neural:
         return rule
-    from musicvae.replicas import vectorises_params  # torch: only for a plan that trains
-    from musicvae.trained_models import training_params
+    from musicvae.training.replicas import vectorises_params  # torch: only for a plan that trains
+    from musicvae.training.trained_models import training_params
 
-    def training(point: dict, *leave_out: str) -> str:  # what the store keys a training by (musicvae.trained_models)
+    def training(point: dict, *leave_out: str) -> str:  # what the store keys a training by (musicvae.training.trained_models)
         kept = {k: v for k, v in training_params(TrialParams(**point)).items() if k not in leave_out}
         return json.dumps(kept, sort_keys=True, default=str)
 
@@ -77,7 +77,7 @@ def shared_training(cfg: SweepConfig) -> str:
         sizes = sorted({len(group) for group in together})
         models = sorted({p.get("model", "vae") for group in together for p in group})
         line += (
-            f"; each model's seeds trained together as one vectorised model (musicvae.replicas): {len(together)} group(s) of "
+            f"; each model's seeds trained together as one vectorised model (musicvae.training.replicas): {len(together)} group(s) of "
             f"{'/'.join(map(str, sizes))} seeds ({', '.join(models)}) where each linear layer is large enough to vectorise exactly"
         )
     if alone:
@@ -88,7 +88,7 @@ def shared_training(cfg: SweepConfig) -> str:
 
 
 def k_plan(cfg: SweepConfig) -> list[str]:
-    """How the sweep gets its k: the file's, or searched (as :func:`musicvae.sweep.with_k` will do once the tracks are counted)."""
+    """How the sweep gets its k: the file's, or searched (as :func:`musicvae.tune.sweep.with_k` will do once the tracks are counted)."""
     if "n_clusters" in cfg.space or not any(c in K_CLUSTERERS for c in choices(cfg.space, "clusterer")):
         return []
     values = "the grid 2-10, 12, 14, 16, 20 up to" if cfg.search.sampler == "grid" else "every integer from 2 to"
@@ -156,9 +156,9 @@ def describe_plan(cfg: SweepConfig) -> str:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from musicvae.leaderboard import TrialStatus
-    from musicvae.locations import find_run, load_run_sweep
-    from musicvae.sweep import run_sweep
+    from musicvae.data.locations import find_run, load_run_sweep
+    from musicvae.evaluation.leaderboard import TrialStatus
+    from musicvae.tune.sweep import run_sweep
 
     if args.file is None and args.resume is None:
         raise SweepFileError("give a sweep file, or --resume NAME to continue an interrupted sweep")
@@ -189,7 +189,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _assign(args: argparse.Namespace) -> int:
     import mlflow
 
-    from musicvae.assign import assign
+    from musicvae.serving.assign import assign
 
     mlflow.set_tracking_uri(args.tracking_uri or TrackingConfig().resolved_uri())
     report = assign(args.model, args.source, args.out, address=args.address, embedding=args.embedding)
@@ -198,8 +198,8 @@ def _assign(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from musicvae.locations import find_run
-    from musicvae.sweep import sync_run
+    from musicvae.data.locations import find_run
+    from musicvae.tune.sweep import sync_run
 
     run_path = find_run(args.storage, args.name)
     counts = sync_run(run_path)
@@ -208,7 +208,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from musicvae.synth import synthesize_collection
+    from musicvae.data.synth import synthesize_collection
 
     metadata = synthesize_collection(args.out, per_genre=args.per_genre, seed=args.seed, clip_seconds=args.seconds)
     counts = metadata["label"].value_counts().sort_index()
@@ -220,8 +220,8 @@ def _synth(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     import ray
 
-    from musicvae.dataset import load_feature_set
-    from musicvae.sweep import init_ray
+    from musicvae.data.dataset import load_feature_set
+    from musicvae.tune.sweep import init_ray
 
     cfg = load_sweep(args.file)
     started = init_ray(args.address)  # None: $RAY_ADDRESS, else a local Ray
@@ -237,7 +237,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from musicvae.report import write_report
+    from musicvae.reporting.report import write_report
 
     uri = TrackingConfig(uri=args.tracking_uri).resolved_uri()
     written = write_report(uri, args.experiment, args.names, Path(args.out), run_id=args.run_id, figures=args.figures)
@@ -249,7 +249,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _tracking_server(args: argparse.Namespace) -> int:
-    from musicvae.tracking_server import serve
+    from musicvae.tracking.server import serve
 
     return serve(Path(args.data), args.host, args.port, args.postgres_port, args.backend_store_uri, args.artifacts_destination)
 

@@ -1,7 +1,7 @@
 """One trial, start to finish: features -> model -> embedding -> clusters -> metrics -> artifacts.
 
 This is plain Python with no Ray in it, so it can be tested, debugged and
-benchmarked on its own; :mod:`musicvae.sweep` wraps it for Tune.
+benchmarked on its own; :mod:`musicvae.tune.sweep` wraps it for Tune.
 """
 
 from __future__ import annotations
@@ -21,33 +21,22 @@ import pandas as pd
 import torch
 from torch import nn
 
-from musicvae import trained_models
-from musicvae.clustering import Clustering, cluster, resample_stability
-from musicvae.config import SelectionConfig, TrialsConfig
-from musicvae.dataset import FeatureSet
-from musicvae.disentanglement import DisentanglementReport, analyse_latents
-from musicvae.idec import refine
-from musicvae.manifold import clustering_space, pooled_space
-from musicvae.metrics import DEGENERATE_SHARE, all_metrics, input_metrics, sample_rows
+from musicvae.clustering.clusterers import Clustering, cluster, resample_stability
+from musicvae.clustering.idec import refine
+from musicvae.clustering.manifold import clustering_space, pooled_space
+from musicvae.config.params import K_CLUSTERERS, TrialParams, model_title, trial_title
+from musicvae.config.sections import SelectionConfig, TrialsConfig
+from musicvae.data.dataset import FeatureSet
+from musicvae.evaluation.disentanglement import DisentanglementReport, analyse_latents
+from musicvae.evaluation.metrics import DEGENERATE_SHARE, all_metrics, input_metrics, sample_rows
 from musicvae.models.pca import fit_pca
 from musicvae.models.vade import VaDE
-from musicvae.params import K_CLUSTERERS, TrialParams, model_title, trial_title
-from musicvae.pipeline import ARTIFACT, save_mlflow_model
-from musicvae.trained_models import TrainingHooks
-from musicvae.training import EpochStats, pick_device, seed_everything
-from musicvae.trial_projection import save_projection
-
-
-@dataclass(frozen=True)
-class Fitted:
-    """What a trial fitted besides its model's weights, for its pipeline (:func:`musicvae.pipeline_stages.fit`)."""
-
-    n_clusters: int | None
-    space: np.ndarray = field(repr=False)  # what the clusterer saw, every track
-    clustering: Clustering = field(repr=False)  # with its fitted estimator (IDEC: the refined model and its centres)
-    pooled: np.ndarray | None = field(default=None, repr=False)  # the embedding before N2D's UMAP (pooled by group where it is)
-    inputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the neural model's input arrays (their shapes build it again)
-    pca: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # PCA's components and mean
+from musicvae.reporting.trial_projection import save_projection
+from musicvae.serving.fitting import Fitted, example_frame, fit
+from musicvae.serving.pipeline import ARTIFACT, PipelineError, save_mlflow_model
+from musicvae.training import trained_models
+from musicvae.training.loop import EpochStats, pick_device, seed_everything
+from musicvae.training.trained_models import TrainingHooks
 
 
 @dataclass(frozen=True)
@@ -99,7 +88,7 @@ class Embedded:
     logvar: np.ndarray | None = field(default=None, repr=False)
     history: list[EpochStats] = field(default_factory=list, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
-    shared: bool = False  # read from the sweep's trained models (:mod:`musicvae.trained_models`), not trained by this trial
+    shared: bool = False  # read from the sweep's trained models (:mod:`musicvae.training.trained_models`), not trained by this trial
     note: str = ""  # what fit_seconds is, where it is not this trial's own training time
     pca: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # PCA's components and mean (model pca)
 
@@ -111,10 +100,10 @@ def embed(
 ) -> Embedded:
     """The representation: the features themselves, PCA, or a trained model's posterior means.
 
-    ``hooks`` say how a neural model trains (:class:`~musicvae.trained_models.TrainingHooks`).
+    ``hooks`` say how a neural model trains (:class:`~musicvae.training.trained_models.TrainingHooks`).
     With ``hooks.models_dir`` a neural model is trained once for all the trials that
     cluster it differently, and together with the seeds the sweep's ``plan``
-    trains it under (:mod:`musicvae.trained_models`): one found there is
+    trains it under (:mod:`musicvae.training.trained_models`): one found there is
     loaded, and its epochs are replayed to ``on_epoch`` so a scheduler sees the
     same curve; those trained here are stored there.
     """
@@ -144,7 +133,7 @@ def evaluate(
 ) -> TrialResult:
     """Cluster the embedding and score it: own-space metrics, the label-free scores selection compares, labels if known.
 
-    The clusterer gets :func:`~musicvae.manifold.clustering_space` of the
+    The clusterer gets :func:`~musicvae.clustering.manifold.clustering_space` of the
     embedding (pooled by metadata group, mapped by UMAP, when configured);
     clusterer ``idec`` instead refines a copy of the trained model and
     clusters its refined embedding, and ``vade`` reads VaDE's own q(c|x). The
@@ -195,7 +184,7 @@ def evaluate(
 
 
 def idec_clusters(params: TrialParams, data: FeatureSet, embedded: Embedded, n_clusters: int) -> tuple[np.ndarray, Clustering, dict[str, float]]:
-    """IDEC on the trained model (:mod:`musicvae.idec`): the refined embedding, its clusters and what the refinement did."""
+    """IDEC on the trained model (:mod:`musicvae.clustering.idec`): the refined embedding, its clusters and what the refinement did."""
     if embedded.model is None:
         raise ValueError(f"clusterer idec refines a trained encoder; model '{params.model}' has none (use kmeans, or a neural model)")
     model = copy.deepcopy(embedded.model)  # the trained model stays as it was for the artifacts and other clusterers
@@ -275,12 +264,9 @@ def run_and_save(
 
 
 def save_pipeline(params: TrialParams, data: FeatureSet, result: TrialResult, path: Path) -> None:
-    """The trial's fitted pipeline as an MLflow model at ``path`` (:mod:`musicvae.pipeline`), its input example the first tracks."""
-    from musicvae.pipeline import PipelineError
-    from musicvae.pipeline_stages import example_frame, fit
-
+    """The trial's fitted pipeline as an MLflow model at ``path`` (:mod:`musicvae.serving.pipeline`), its input example the first tracks."""
     try:
-        pipeline = fit(params, data, result)
+        pipeline = fit(params, data, result.fitted, result.embedding, result.model)
     except PipelineError as exc:  # a trial that cannot be applied to new tracks is still a result; its run says why it has no pipeline
         path.with_suffix(".txt").write_text(f"No pipeline: {exc}\n")
         return
@@ -307,7 +293,7 @@ def write_artifacts(
 ) -> dict[str, float]:
     """What a trial leaves for MLflow: embedding (Parquet), latent analysis (JSON), figures (PNG), the model.
 
-    UMAP/t-SNE only where ``figures`` lists them (:mod:`musicvae.trial_projection`:
+    UMAP/t-SNE only where ``figures`` lists them (:mod:`musicvae.reporting.trial_projection`:
     by default the sweep draws them afterwards for the trials it shows); their
     coordinates are saved too (``projection.parquet``), so sweep-level figures
     such as the β grid reuse them instead of running UMAP again. The latent
@@ -315,7 +301,7 @@ def write_artifacts(
     seed in ``cache_dir`` and copied for its other clusterers.
     Returns the seconds spent, to be reported apart from the trial's own time.
     """
-    from musicvae.projection import PROJECTIONS
+    from musicvae.reporting.projection import PROJECTIONS
 
     start = time.perf_counter()
     directory = Path(directory)
@@ -340,10 +326,9 @@ def write_artifacts(
 def save_latents_figure(latents: DisentanglementReport, path: Path, title: str, cache_dir: Path | None) -> None:
     """The latent analysis figure at ``path``: drawn once per distinct analysis and title in ``cache_dir``, copied from there after.
 
-    Drawing it takes longer than clustering (about 1.5 s of matplotlib layout),
-    and every clusterer of one model and seed has the same analysis.
+    Drawing it takes longer than clustering (matplotlib's layout), and every clusterer of one model and seed has the same analysis.
     """
-    from musicvae import figures as fig
+    from musicvae.reporting import figures as fig
 
     if cache_dir is None:
         fig.save_figure(fig.disentanglement_figure(latents, title=title), path)

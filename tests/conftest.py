@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import requests
 
-from musicvae.dataset import FeatureSet
+from musicvae.data.dataset import FeatureSet
 
 SHARED = Path(os.environ.get("MUSICVAE_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
 
@@ -107,7 +107,7 @@ def bad_audio() -> Path:
 @pytest.fixture(scope="session")
 def tiny_collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo collection (6 genres x 6 clips of 2 s), written once per test session."""
-    from musicvae.synth import synthesize_collection
+    from musicvae.data.synth import synthesize_collection
 
     out = tmp_path_factory.mktemp("synth")
     synthesize_collection(out, per_genre=6, seed=1, clip_seconds=2.0)

@@ -16,13 +16,13 @@ import pytest
 import requests
 from conftest import blobs, stop_server
 
-from musicvae.assign import PARTS, assign, embed_collection, read_collection
 from musicvae.cli import main
-from musicvae.config import TrialsConfig
-from musicvae.dataset import load_feature_set
-from musicvae.params import TrialParams
-from musicvae.pipeline import PipelineError, load_pipeline
-from musicvae.sweep_file import parse_sweep
+from musicvae.config.params import TrialParams
+from musicvae.config.sections import TrialsConfig
+from musicvae.config.sweep_file import parse_sweep
+from musicvae.data.dataset import load_feature_set
+from musicvae.serving.assign import PARTS, assign, embed_collection, read_collection
+from musicvae.serving.pipeline import PipelineError, load_pipeline
 from musicvae.trial import run_and_save
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def fitted(local_ray, tiny_collection: Path, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory: pytest.TempPathFactory, bad_audio: Path) -> Path:
     """Another demo collection (generator seed 2), with a corrupt file among its tracks."""
-    from musicvae.synth import synthesize_collection
+    from musicvae.data.synth import synthesize_collection
 
     out = tmp_path_factory.mktemp("other")
     synthesize_collection(out, per_genre=4, seed=2, clip_seconds=2.0)
@@ -144,7 +144,7 @@ def test_the_champion_labels_another_collection_from_the_cli_and_over_a_real_mod
     `mlflow models serve` of the same champion answers /invocations with the same clusters."""
     import json
 
-    from musicvae.localcluster import free_port
+    from musicvae.tune.localcluster import free_port
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep = {

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicvae.config import AudioFeatureConfig
-from musicvae.features.audio import AudioError, decode, extract_file, feature_shapes, fix_frames, mfcc_feature_names
+from musicvae.config.sections import AudioFeatureConfig
+from musicvae.data.features.audio import AudioError, decode, extract_file, feature_shapes, fix_frames, mfcc_feature_names
 
 
 def test_decodes_a_real_fma_mp3(fma_clips: Path) -> None:

@@ -54,9 +54,9 @@ def browser():
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_collection: Path) -> dict:
     """A real sweep (Ray, Tune, Optuna, MLflow SQLite) over the small demo collection, and its report."""
-    from musicvae.report import write_report
-    from musicvae.sweep import run_sweep
-    from musicvae.sweep_file import parse_sweep
+    from musicvae.config.sweep_file import parse_sweep
+    from musicvae.reporting.report import write_report
+    from musicvae.tune.sweep import run_sweep
 
     folder = tmp_path_factory.mktemp("browser")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -200,7 +200,7 @@ def test_the_mlflow_ui_lists_the_sweep_with_its_nested_trials(browser, finished_
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from musicvae.sweep import runs_page
+    from musicvae.tune.sweep import runs_page
 
     outcome = finished_sweep["outcome"]
     children = MlflowClient(finished_sweep["uri"]).search_runs([outcome.experiment_id], f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")

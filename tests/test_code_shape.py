@@ -1,11 +1,16 @@
-"""The code's shape, held by tests: functions a newcomer reads in one sitting."""
+"""The code's shape, held by tests: a package whose subpackages are the pipeline's stages, imports in one direction, and
+functions a newcomer reads in one sitting."""
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "musicvae"
+MAX_TOP_LEVEL_MODULES = 12  # the stages are subpackages; at the top: the trial, the command, the console, the API
 MAX_LINES = 60  # a function's body, its docstring left out (nested functions count towards the one they are in)
 
 
@@ -33,3 +38,65 @@ def test_the_count_sees_a_long_function(tmp_path: Path) -> None:
     body = "\n".join(f"    x{i} = {i}" for i in range(61))
     (tmp_path / "long.py").write_text(f'def long():\n    """A docstring\n    on two lines."""\n{body}\n\n\ndef short():\n    return 1\n')
     assert long_functions(tmp_path, MAX_LINES) == [f"{tmp_path.name}/long.py:1 long (61 lines)"]
+
+
+def module_name(root: Path, path: Path) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(root: Path) -> dict[str, set[str]]:
+    """Each module of the package and the modules of the package it imports: every import statement, those inside
+    functions (lazy) and under ``TYPE_CHECKING`` included; ``from a import b`` is module ``a.b`` where that is a module."""
+    modules = {module_name(root, path): path for path in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, up level - 1 packages
+                    anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{anchor}.{base}" if base else anchor
+                found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        return exc.args[1]
+    return []
+
+
+def test_the_package_has_at_most_twelve_top_level_modules() -> None:
+    top = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    assert import_cycle(imports(PACKAGE)) == []
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        "from pkg.a import thing",  # at the top
+        "def later():\n    from pkg import a",  # lazy
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a",  # a type only
+        "def later():\n    from . import a",  # relative
+    ],
+)
+def test_the_check_sees_a_cycle(tmp_path: Path, second: str) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from pkg.b import other\n")
+    (package / "b.py").write_text(second + "\n")
+    (package / "c.py").write_text("import pkg.a\n")  # no cycle of its own
+    assert sorted(import_cycle(imports(package))[:-1]) == ["pkg.a", "pkg.b"]

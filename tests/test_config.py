@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from musicvae.cli import shared_training
-from musicvae.config import TableSource
-from musicvae.sweep_file import SweepFileError, load_sweep, parse_sweep
+from musicvae.config.sections import TableSource
+from musicvae.config.sweep_file import SweepFileError, load_sweep, parse_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,7 +163,7 @@ def test_grid_budget_is_the_number_of_distinct_configurations() -> None:
     )
     # pca: 1 x (kmeans + 2 dbscan eps) = 3; vae: 2 beta x 3 = 6; times 2 seeds
     assert cfg.num_samples == (3 + 6) * 2
-    # The 12 vae trials cluster 2 beta x 2 seeds = 4 trained models three ways (musicvae.trained_models)
+    # The 12 vae trials cluster 2 beta x 2 seeds = 4 trained models three ways (musicvae.training.trained_models)
     assert shared_training(cfg).startswith("4 models for 12 neural trials")
     vade = cfg.model_copy(update={"space": {**cfg.space, "model": ["vade"], "n_clusters": [3, 4], "clusterer": ["kmeans", "agglomerative"]}})
     vade = parse_sweep(vade.model_dump(mode="json"))

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicvae.cli import describe_plan
-from musicvae.sweep_file import SweepFileError, load_sweep
+from musicvae.config.sweep_file import SweepFileError, load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = [yaml.safe_load(path.read_text()) for path in sorted((REPO / "sweeps").glob("*.yaml"))]

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from musicvae import console
-from musicvae.progress import SweepProgress
+from musicvae.tune.progress import SweepProgress
 
 
 def test_quiet_lowers_the_libraries_loggers_and_verbose_leaves_them(monkeypatch: pytest.MonkeyPatch) -> None:

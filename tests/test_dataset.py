@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from musicvae.config import DataConfig, ManifestSource, TextFeatureConfig
-from musicvae.dataset import load_feature_set
-from musicvae.features import text as text_module
+from musicvae.config.sections import DataConfig, ManifestSource, TextFeatureConfig
+from musicvae.data.dataset import load_feature_set
+from musicvae.data.features import text as text_module
 
 TFIDF = TextFeatureConfig(method="tfidf", dim=64)
 

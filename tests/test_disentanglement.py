@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from musicvae.disentanglement import analyse_latents, gaussian_total_correlation
+from musicvae.evaluation.disentanglement import analyse_latents, gaussian_total_correlation
 
 
 def correlated(n: int, r: float, seed: int = 0) -> np.ndarray:

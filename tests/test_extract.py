@@ -11,10 +11,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from musicvae.config import AudioFeatureConfig, FolderSource
-from musicvae.features import extract as extract_module
-from musicvae.features.extract import ExtractionError, extract_features
-from musicvae.sources import folder_tracks
+from musicvae.config.sections import AudioFeatureConfig, FolderSource
+from musicvae.data.features import extract as extract_module
+from musicvae.data.features.extract import ExtractionError, extract_features
+from musicvae.data.sources import folder_tracks
 
 CFG = AudioFeatureConfig(duration=1.0)
 

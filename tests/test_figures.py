@@ -10,8 +10,8 @@ import pytest
 from conftest import blobs
 from matplotlib.colors import to_rgba
 
-from musicvae.disentanglement import analyse_latents
-from musicvae.figures import (
+from musicvae.evaluation.disentanglement import analyse_latents
+from musicvae.reporting.figures import (
     Panel,
     beta_grid_figure,
     colour_table,
@@ -20,8 +20,8 @@ from musicvae.figures import (
     sample_rows,
     save_figure,
 )
-from musicvae.projection import PROJECTIONS, project
-from musicvae.study_figures import metrics_heatmap
+from musicvae.reporting.projection import PROJECTIONS, project
+from musicvae.reporting.study_figures import metrics_heatmap
 
 GENRES = ["Electronic", "Folk", "Hip-Hop", "Rock"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -71,8 +71,8 @@ def test_umap_given_its_neighbours_draws_what_its_own_search_draws(data):
 
     from sklearn.metrics import pairwise_distances
 
-    from musicvae.manifold import import_umap
-    from musicvae.projection import nearest
+    from musicvae.clustering.manifold import import_umap
+    from musicvae.reporting.projection import nearest
 
     embedding, _ = data
     distances = pairwise_distances(embedding.astype(np.float32))

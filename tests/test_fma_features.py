@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import shared_path
 
-from musicvae.config import FMAFeaturesSource
-from musicvae.sources import SourceError, read_fma_features, read_fma_features_csv
+from musicvae.config.sections import FMAFeaturesSource
+from musicvae.data.sources import SourceError, read_fma_features, read_fma_features_csv
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +128,8 @@ def test_tracks_csv_labels_subset_and_no_leak(slice_dir: Path, tmp_path: Path) -
 
 
 def test_fma_features_source_feeds_a_feature_set() -> None:
-    from musicvae.config import DataConfig
-    from musicvae.dataset import load_feature_set
+    from musicvae.config.sections import DataConfig
+    from musicvae.data.dataset import load_feature_set
 
     folder = shared_path("fma_metadata_slice")
     source = FMAFeaturesSource(kind="fma_features", features_csv=str(folder / "features.csv"), labels_csv=str(folder / "labels.csv"))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from musicvae.config import DataConfig, TableSource, TextFeatureConfig
-from musicvae.dataset import load_feature_set
-from musicvae.params import TrialParams
+from musicvae.config.params import TrialParams
+from musicvae.config.sections import DataConfig, TableSource, TextFeatureConfig
+from musicvae.data.dataset import load_feature_set
 from musicvae.trial import Embedded, embed, evaluate
 
 

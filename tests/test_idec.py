@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from musicvae.idec import soft_assignment, target_distribution
-from musicvae.params import TrialParams
-from musicvae.sweep_file import SweepFileError, parse_sweep
+from musicvae.clustering.idec import soft_assignment, target_distribution
+from musicvae.config.params import TrialParams
+from musicvae.config.sweep_file import SweepFileError, parse_sweep
 from musicvae.trial import run_trial
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from musicvae import tracking, trial_tracking
-from musicvae.sweep import fit_settled
+from musicvae.tracking import runs as tracking
+from musicvae.tracking import trial_tracking
+from musicvae.tune.sweep import fit_settled
 
 pytestmark = pytest.mark.slow
 

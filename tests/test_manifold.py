@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
-from musicvae.dataset import FeatureSet, metadata_groups
-from musicvae.manifold import clustering_space, pool_groups, umap_manifold
-from musicvae.params import TrialParams
-from musicvae.sweep_file import SweepFileError, parse_sweep
+from musicvae.clustering.manifold import clustering_space, pool_groups, umap_manifold
+from musicvae.config.params import TrialParams
+from musicvae.config.sweep_file import SweepFileError, parse_sweep
+from musicvae.data.dataset import FeatureSet, metadata_groups
 from musicvae.trial import Embedded, evaluate
 
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from musicvae.clustering import NOISE, cluster, kdistance_eps
-from musicvae.metrics import all_metrics, external_metrics, internal_metrics, purity
+from musicvae.clustering.clusterers import NOISE, cluster, kdistance_eps
+from musicvae.evaluation.metrics import all_metrics, external_metrics, internal_metrics, purity
 
 
 def two_blobs(n: int = 50, seed: int = 0) -> np.ndarray:

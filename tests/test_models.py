@@ -8,14 +8,14 @@ import torch
 from conftest import blobs, feature_set
 from sklearn.metrics import adjusted_rand_score
 
+from musicvae.config.params import TrialParams
 from musicvae.models import build_model
 from musicvae.models.conv_vae import ConvVAE
 from musicvae.models.multimodal_vae import MultimodalVAE, product_of_experts
 from musicvae.models.pca import pca_embedding
 from musicvae.models.vae import MLPVAE, elbo, kl_divergence
-from musicvae.params import TrialParams
-from musicvae.trained_models import TrainingHooks
-from musicvae.training import NonFiniteLossError, TrainingState, beta_at, encode, pick_device, seed_everything, train_model
+from musicvae.training.loop import NonFiniteLossError, TrainingState, beta_at, encode, pick_device, seed_everything, train_model
+from musicvae.training.trained_models import TrainingHooks
 from musicvae.trial import run_trial
 
 CPU = torch.device("cpu")

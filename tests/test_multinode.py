@@ -26,9 +26,9 @@ import yaml
 from conftest import wait_until_healthy
 from mlflow.tracking import MlflowClient
 
-from musicvae.localcluster import LocalCluster, free_port
-from musicvae.synth import blobs_table
-from musicvae.tracking_server import postgres_binary
+from musicvae.data.synth import blobs_table
+from musicvae.tracking.server import postgres_binary
+from musicvae.tune.localcluster import LocalCluster, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

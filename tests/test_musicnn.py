@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicvae.config import AudioFeatureConfig
-from musicvae.features import musicnn
-from musicvae.features.audio import PATCHES, AudioError, extract_file, read_audio, resample
-from musicvae.features.tf_checkpoint import CheckpointError, read_checkpoint
+from musicvae.config.sections import AudioFeatureConfig
+from musicvae.data.features import musicnn
+from musicvae.data.features.audio import PATCHES, AudioError, extract_file, read_audio, resample
+from musicvae.data.features.tf_checkpoint import CheckpointError, read_checkpoint
 
 REFERENCE = Path(__file__).parent / "data" / "musicnn_reference.json"
 WHOLE_FILE = AudioFeatureConfig(features=["mfcc", "musicnn"], duration=None)
@@ -156,7 +156,7 @@ def clip_tracks(fma_clips: Path, bad_audio: Path) -> pd.DataFrame:
 
 def test_musicnn_on_actors_gives_the_decoding_tasks_features(local_ray, fma_clips: Path, bad_audio: Path, tmp_path: Path) -> None:
     """The GPU path (the network on actors, fed the decoded patches) and the CPU path (in the decoding tasks) agree, here on the CPU."""
-    from musicvae.features.extract import musicnn_weights, run_pipeline
+    from musicvae.data.features.extract import musicnn_weights, run_pipeline
 
     cfg = AudioFeatureConfig(features=["mfcc", "musicnn"], duration=6.0, musicnn={"models": ["MSD", "MTT"], "stats": "mean_std"})
     tracks = clip_tracks(fma_clips, bad_audio)
@@ -183,7 +183,7 @@ def our_patches_of(path: str, cfg: AudioFeatureConfig) -> np.ndarray:
 
 
 def test_a_missing_checkpoint_stops_extraction_before_any_file_is_decoded(local_ray, fma_clips: Path, bad_audio: Path, tmp_path: Path) -> None:
-    from musicvae.features.extract import extract_features
+    from musicvae.data.features.extract import extract_features
 
     cfg = AudioFeatureConfig(features=["mfcc", "musicnn"], musicnn={"checkpoint_dir": str(tmp_path / "nowhere")})
     with pytest.raises(CheckpointError, match=r"nowhere/MSD_musicnn/\.index: checkpoint file not found"):
@@ -192,7 +192,7 @@ def test_a_missing_checkpoint_stops_extraction_before_any_file_is_decoded(local_
 
 
 def test_near_constant_columns_are_dropped_before_standardising() -> None:
-    from musicvae.dataset import informative_columns
+    from musicvae.data.dataset import informative_columns
 
     rng = np.random.default_rng(0)
     real = rng.normal(0, 1, (500, 4))
@@ -204,7 +204,7 @@ def test_near_constant_columns_are_dropped_before_standardising() -> None:
 
 
 def test_clusters_are_named_by_the_tags_most_above_their_collection_mean() -> None:
-    from musicvae.report_html import cluster_tags
+    from musicvae.reporting.report_html import cluster_tags
 
     tags = pd.DataFrame(
         {
@@ -228,9 +228,9 @@ def test_a_sweep_compares_mfcc_and_musicnn_inputs_and_its_report_names_clusters_
     """Real Ray Data extraction of real MP3s with musicnn, a real Tune sweep over two inputs, MLflow, and the report."""
     from mlflow.tracking import MlflowClient
 
-    from musicvae.report import write_report
-    from musicvae.sweep import run_sweep
-    from musicvae.sweep_file import parse_sweep
+    from musicvae.config.sweep_file import parse_sweep
+    from musicvae.reporting.report import write_report
+    from musicvae.tune.sweep import run_sweep
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     labels = pd.read_csv(fma_clips / "labels.csv")
@@ -270,7 +270,7 @@ def test_a_sweep_compares_mfcc_and_musicnn_inputs_and_its_report_names_clusters_
     assert "class='tags'>MSD: " in page
 
     # The same files again: every feature from the store, nothing decoded.
-    from musicvae.dataset import load_feature_set
+    from musicvae.data.dataset import load_feature_set
 
     again = load_feature_set(parse_sweep(raw).data)
     assert "from cache" in again.summary

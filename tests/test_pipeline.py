@@ -1,4 +1,4 @@
-"""A trial's fitted pipeline (musicvae.pipeline): saved as data, loaded without unpickling, and on the tracks it was
+"""A trial's fitted pipeline (musicvae.serving.pipeline): saved as data, loaded without unpickling, and on the tracks it was
 fitted on it gives the trial's own clusters back, for every clusterer and model kind."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from conftest import blobs
 
-from musicvae.config import TrialsConfig
-from musicvae.dataset import load_feature_set
-from musicvae.params import TrialParams
-from musicvae.pipeline import PipelineError, load_pipeline
-from musicvae.sweep_file import parse_sweep
+from musicvae.config.params import TrialParams
+from musicvae.config.sections import TrialsConfig
+from musicvae.config.sweep_file import parse_sweep
+from musicvae.data.dataset import load_feature_set
+from musicvae.serving.pipeline import PipelineError, load_pipeline
 from musicvae.trial import run_and_save
 
 FAST = TrialsConfig(figures=[], after_sweep_projections=False)
@@ -71,7 +71,7 @@ def test_the_pipeline_gives_the_trials_own_clusters_on_the_tracks_it_was_fitted_
     model_embedding = result.fitted.pooled if result.fitted.pooled is not None else result.embedding  # before N2D's UMAP stage
     np.testing.assert_allclose(predicted.filter(regex=r"^z\d+$").to_numpy(), model_embedding, atol=1e-5)
     assert (predicted["error"] == "").all()
-    # The same through MLflow's own loader, which reads the folder as data through musicvae.pipeline.
+    # The same through MLflow's own loader, which reads the folder as data through musicvae.serving.pipeline.
     through_mlflow = mlflow.pyfunc.load_model(str(tmp_path / "pipeline")).predict(frame)
     np.testing.assert_array_equal(through_mlflow["cluster"].to_numpy(np.int64), result.clusters)
 

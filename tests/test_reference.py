@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from musicvae.clustering import cluster
-from musicvae.config import DataConfig, TableSource
-from musicvae.dataset import load_feature_set
-from musicvae.metrics import external_metrics
+from musicvae.clustering.clusterers import cluster
+from musicvae.config.sections import DataConfig, TableSource
+from musicvae.data.dataset import load_feature_set
+from musicvae.evaluation.metrics import external_metrics
 from musicvae.models.pca import pca_embedding
 
 

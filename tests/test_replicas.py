@@ -1,8 +1,8 @@
-"""Seeds trained together as one vectorised model (musicvae.replicas) against each seed trained alone.
+"""Seeds trained together as one vectorised model (musicvae.training.replicas) against each seed trained alone.
 
 Tolerance: none. On the CPU a replica's loss history, weights and embedding
 equal its lone run's bit for bit, so every comparison here is exact. The
-sizes are ones where that holds (musicvae.replicas.exact: each linear product
+sizes are ones where that holds (musicvae.training.replicas.exact: each linear product
 of at least 400 multiply-adds in every batch; 120 tracks, batches of 32 and
 12, 12 validation tracks), on every CPU these tests have met: no layer is 8
 wide, because on an AMD EPYC with AVX2 (MKL 2024.2) the weight gradient of a
@@ -18,10 +18,11 @@ import pytest
 import torch
 from conftest import blobs, feature_set
 
+from musicvae.config.params import NEURAL_MODELS, TrialParams
 from musicvae.models import build_model
-from musicvae.params import NEURAL_MODELS, TrialParams
-from musicvae.replicas import exact, noise_state, vectorises, vectorises_params
-from musicvae.training import NonFiniteLossError, Outcome, Tensors, TrainingState, batch_sizes, encode, seed_everything, train_model, train_replicas
+from musicvae.training.loop import NonFiniteLossError, Outcome, TrainingState, batch_sizes, encode, seed_everything, train_model, train_replicas
+from musicvae.training.replicas import exact, noise_state, vectorises, vectorises_params
+from musicvae.training.tensors import Tensors
 from musicvae.trial import model_inputs
 
 CPU = torch.device("cpu")

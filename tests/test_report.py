@@ -20,10 +20,11 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from musicvae import figures, study_figures, tracking
 from musicvae.cli import main
-from musicvae.report import write_report
-from musicvae.sweep_runs import read_sweep_runs
+from musicvae.reporting import figures, study_figures
+from musicvae.reporting.report import write_report
+from musicvae.tracking import runs as tracking
+from musicvae.tracking.sweep_runs import read_sweep_runs
 
 EXPERIMENT = "study-exp"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from musicvae.charts import HOVER_COLUMNS, Explored, composition_figure, explorer_figure
-from musicvae.report_html import audio_links, typical_tracks
+from musicvae.reporting.charts import HOVER_COLUMNS, Explored, composition_figure, explorer_figure
+from musicvae.reporting.report_html import audio_links, typical_tracks
 
 
 def explored(genres: bool = True) -> Explored:
@@ -68,6 +68,6 @@ def test_the_report_modules_import_no_ray() -> None:
     import subprocess
     import sys
 
-    code = "import sys, musicvae.report, musicvae.report_html, musicvae.tracking; print('ray' in sys.modules)"
+    code = "import sys, musicvae.reporting.report, musicvae.reporting.report_html, musicvae.tracking.runs; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -3,10 +3,10 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from musicvae.config import SearchConfig
-from musicvae.params import describe_space
-from musicvae.search import DefineByRun, optuna_search
-from musicvae.sweep_file import SweepConfig, parse_sweep
+from musicvae.config.params import describe_space
+from musicvae.config.sections import SearchConfig
+from musicvae.config.sweep_file import SweepConfig, parse_sweep
+from musicvae.tune.search import DefineByRun, optuna_search
 
 
 def sample(space: dict | SweepConfig, n: int = 40, seed: int = 0) -> list[dict]:

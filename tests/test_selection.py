@@ -11,14 +11,14 @@ from conftest import blobs, feature_set
 from sklearn.metrics import calinski_harabasz_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
-from musicvae.clustering import NOISE, mean_pairwise_ari, resample_stability
-from musicvae.config import SelectionConfig
-from musicvae.dataset import FeatureSet
-from musicvae.leaderboard import TrialRecord, trial_table
-from musicvae.metrics import input_metrics, sample_rows
-from musicvae.params import TrialParams, default_k_range
-from musicvae.selection import build_spaces, k_curve, select_methods, space_scores
-from musicvae.sweep_file import SweepFileError, parse_sweep
+from musicvae.clustering.clusterers import NOISE, mean_pairwise_ari, resample_stability
+from musicvae.config.params import TrialParams, default_k_range
+from musicvae.config.sections import SelectionConfig
+from musicvae.config.sweep_file import SweepFileError, parse_sweep
+from musicvae.data.dataset import FeatureSet
+from musicvae.evaluation.leaderboard import TrialRecord, trial_table
+from musicvae.evaluation.metrics import input_metrics, sample_rows
+from musicvae.evaluation.selection import build_spaces, k_curve, select_methods, space_scores
 from musicvae.trial import Embedded, evaluate
 
 
@@ -174,7 +174,7 @@ def test_a_bad_selection_key_is_named(selection: dict, message: str) -> None:
 def test_ari_matches_sklearn_with_noise_and_trivial_labelings() -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    from musicvae.clustering import ari
+    from musicvae.clustering.clusterers import ari
 
     rng = np.random.default_rng(6)
     a, b = rng.integers(-1, 4, 500), rng.integers(-1, 6, 500)
@@ -205,7 +205,7 @@ def test_space_scores_match_sklearn_in_every_space() -> None:
 def test_neighbour_agreement_is_chance_corrected() -> None:
     from sklearn.neighbors import NearestNeighbors
 
-    from musicvae.selection import _neighbour_agreement
+    from musicvae.evaluation.selection import _neighbour_agreement
 
     x, labels = genres(n_per=100, d=4)
     x = x * 3
@@ -223,7 +223,7 @@ def test_the_report_reads_the_sweeps_selection_back_from_mlflow(tmp_path) -> Non
     from mlflow.tracking import MlflowClient
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-    from musicvae.report import write_report
+    from musicvae.reporting.report import write_report
 
     x, labels = genres()
     rng = np.random.default_rng(5)
@@ -268,7 +268,7 @@ def test_a_degenerate_clustering_has_no_input_scores_for_the_searcher() -> None:
 
 
 def test_a_sweep_with_no_finished_trial_selects_nothing() -> None:
-    from musicvae.selection import choose
+    from musicvae.evaluation.selection import choose
 
     table = pd.DataFrame({"trial": ["a"], "status": ["FAILED"], "method": ["vae + kmeans"]})
     selection = select_methods(table, {}, {}, {}, SelectionConfig())
@@ -278,7 +278,7 @@ def test_a_sweep_with_no_finished_trial_selects_nothing() -> None:
 
 
 def test_the_regret_carries_its_standard_error_from_the_seeds_spread() -> None:
-    from musicvae.selection import RULES, choose
+    from musicvae.evaluation.selection import RULES, choose
 
     methods = pd.DataFrame(
         {

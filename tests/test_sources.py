@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicvae.config import FMASource, FolderSource, ManifestSource, TableSource
-from musicvae.sources import SourceError, fma_track_path, fma_tracks, folder_tracks, manifest_tracks, read_feature_table
+from musicvae.config.sections import FMASource, FolderSource, ManifestSource, TableSource
+from musicvae.data.sources import SourceError, fma_track_path, fma_tracks, folder_tracks, manifest_tracks, read_feature_table
 
 
 def write_fma_tracks_csv(metadata_dir: Path, labels: pd.DataFrame, extra: dict[int, tuple[str, str]] | None = None) -> None:

@@ -22,13 +22,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from musicvae.config import AudioFeatureConfig, FMASource, FolderSource, SynthSource, TableSource
-from musicvae.features import extract as extract_module
-from musicvae.features.audio import AudioError, decode
-from musicvae.features.extract import extract_features
-from musicvae.features.store import ExtractedFeatures
-from musicvae.locations import fingerprint, resolve
-from musicvae.sources import fma_tracks, folder_tracks, list_tracks, read_feature_table
+from musicvae.config.sections import AudioFeatureConfig, FMASource, FolderSource, SynthSource, TableSource
+from musicvae.data.features import extract as extract_module
+from musicvae.data.features.audio import AudioError, decode
+from musicvae.data.features.extract import extract_features
+from musicvae.data.features.store import ExtractedFeatures
+from musicvae.data.locations import fingerprint, resolve
+from musicvae.data.sources import fma_tracks, folder_tracks, list_tracks, read_feature_table
 
 CFG = AudioFeatureConfig(duration=1.0)
 

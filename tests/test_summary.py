@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from ray.tune import Checkpoint
 
-from musicvae.dataset import FeatureSet
-from musicvae.leaderboard import leaderboard, method_table
-from musicvae.summary import sweep_figures
+from musicvae.data.dataset import FeatureSet
+from musicvae.evaluation.leaderboard import leaderboard, method_table
+from musicvae.reporting.summary import sweep_figures
 
 
 def trial_checkpoint(root: Path, name: str, ids: list[str], with_projection: bool) -> Checkpoint:

@@ -16,13 +16,13 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from musicvae.config import ResourcesConfig, TrialsConfig
-from musicvae.dataset import FeatureSet
-from musicvae.leaderboard import method_trial
-from musicvae.sweep import run_sweep
-from musicvae.sweep_file import parse_sweep
-from musicvae.tracking import close_unfinished_children, connect, remove_forgotten_children
-from musicvae.trainable import tune_trainable
+from musicvae.config.sections import ResourcesConfig, TrialsConfig
+from musicvae.config.sweep_file import parse_sweep
+from musicvae.data.dataset import FeatureSet
+from musicvae.evaluation.leaderboard import method_trial
+from musicvae.tracking.runs import close_unfinished_children, connect, remove_forgotten_children
+from musicvae.tune.sweep import run_sweep
+from musicvae.tune.trainable import tune_trainable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,7 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
         assert {"embedding.parquet", "latents.json", "figures/latents.png"} <= files
         # UMAP/t-SNE only where they are read: the selected method's trial and the oracle's, drawn into their runs after the sweep.
         assert ({"projection.parquet", "figures/projection.png"} <= files) == (run.info.run_name in shown), run.info.run_name
-        assert "pipeline" in files and "model" not in files  # every trial's fitted pipeline (musicvae.pipeline), no pickled network
+        assert "pipeline" in files and "model" not in files  # every trial's fitted pipeline (musicvae.serving.pipeline), no pickled network
         embedding = pd.read_parquet(client.download_artifacts(run.info.run_id, "embedding.parquet", str(tmp_path)))
         assert len(embedding) == 36 and {"track_id", "cluster", "genre", "z00"} <= set(embedding.columns)
         assert {"latent_active_units", "latent_total_correlation", "trial_seconds"} <= set(run.data.metrics)
@@ -147,7 +147,7 @@ def test_closing_and_forgetting_children_page_through_every_run(tmp_path: Path) 
     """More children than one page of MLflow's search results (1000): every one is closed, every forgotten one deleted."""
     from mlflow.entities import RunTag
 
-    from musicvae import tracking
+    from musicvae.tracking import runs as tracking
 
     client, experiment_id = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}", "paging")
     parent = client.create_run(experiment_id).info.run_id
@@ -255,7 +255,7 @@ def test_no_checkpoint_is_deleted_while_the_sweep_runs_and_only_the_last_is_kept
     checkpoint that no longer existed, and the trial failed ("Could not recover from checkpoint"; bench/chaos.py's
     driver fault, under load). With CheckpointConfig(num_to_keep=2) this test fails at the third checkpoint.
     """
-    from musicvae.sweep import build_tuner, prune_checkpoints
+    from musicvae.tune.sweep import build_tuner, prune_checkpoints
 
     data = three_genres(per_genre=30, n_features=6)
     cfg = parse_sweep(
@@ -296,8 +296,8 @@ class FinalResults(tune.Callback):
 
 @pytest.mark.slow
 def test_trials_that_cluster_one_model_differently_train_it_once(tmp_path: Path) -> None:
-    """The grid's three clusterers of one model and seed: the first trains it, the other two read it (musicvae.trained_models)."""
-    from musicvae.sweep import build_tuner, models_store
+    """The grid's three clusterers of one model and seed: the first trains it, the other two read it (musicvae.training.trained_models)."""
+    from musicvae.tune.sweep import build_tuner, models_store
 
     data = three_genres(per_genre=30, n_features=6)
     cfg = parse_sweep(
@@ -341,7 +341,7 @@ class SeedResults(tune.Callback):
 def test_a_methods_seeds_train_together_and_a_crash_resumes_every_one(tmp_path: Path) -> None:
     """The grid's first trial trains seeds 0, 1 and 2 as one vectorised model; SIGKILLed at epoch 5 it resumes all three
     from its epoch-3 checkpoint, and every trial's result is the one an uninterrupted sweep gives."""
-    from musicvae.sweep import build_tuner, models_store
+    from musicvae.tune.sweep import build_tuner, models_store
 
     data = three_genres(per_genre=40, n_features=12)  # sizes whose replicas are exact on every CPU met (see tests/test_replicas.py)
 

@@ -24,9 +24,9 @@ from conftest import stop_server, wait_until_healthy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from musicvae.sweep import run_sweep
-from musicvae.sweep_file import parse_sweep
-from musicvae.synth import blobs_table
+from musicvae.config.sweep_file import parse_sweep
+from musicvae.data.synth import blobs_table
+from musicvae.tune.sweep import run_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -238,7 +238,7 @@ def test_a_sweep_logs_to_a_tracking_server_over_http(tmp_path: Path, mlflow_serv
     history = requests.get(f"{api}/metrics/get-history", params={"run_id": vae[0]["info"]["run_id"], "metric_key": "val_loss"}, timeout=10).json()
     assert len(history["metrics"]) >= 8  # one point per epoch, and the final value
     model = requests.get(f"{url}/get-artifact", params={"path": "pipeline/MLmodel", "run_uuid": vae[0]["info"]["run_id"]}, timeout=10)
-    assert model.ok and "loader_module: musicvae.pipeline" in model.text and "python_model" not in model.text
+    assert model.ok and "loader_module: musicvae.serving.pipeline" in model.text and "python_model" not in model.text
 
     parent_files = requests.get(f"{api}/artifacts/list", params={"run_id": outcome.parent_run_id}, timeout=10).json()["files"]
     assert {"sweep.yaml", "leaderboard.csv", "methods.csv", "leaderboard.txt", "figures"} <= {f["path"] for f in parent_files}

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from musicvae.cli import describe_plan
-from musicvae.leaderboard import format_leaderboard, format_methods, leaderboard, method_table, pareto_front, selection_summary
-from musicvae.locations import find_run, storage_root
-from musicvae.params import Range, default_k_range, k_bound
-from musicvae.sweep import with_k
-from musicvae.sweep_file import SweepFileError, parse_sweep
+from musicvae.config.params import Range, default_k_range, k_bound
+from musicvae.config.sweep_file import SweepFileError, parse_sweep
+from musicvae.data.locations import find_run, storage_root
+from musicvae.evaluation.leaderboard import leaderboard, method_table, pareto_front
+from musicvae.reporting.tables import format_leaderboard, format_methods, selection_summary
+from musicvae.tune.sweep import with_k
 
 
 def test_k_is_searched_by_default_and_a_k_the_tracks_cannot_hold_is_an_error() -> None:

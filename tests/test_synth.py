@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from musicvae.synth import GENRES, SAMPLE_RATE, synthesize_collection
+from musicvae.data.synth import GENRES, SAMPLE_RATE, synthesize_collection
 
 
 def _digest(folder: Path) -> str:

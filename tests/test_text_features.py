@@ -12,11 +12,11 @@ import pytest
 import soundfile as sf
 from conftest import shared_path
 
-from musicvae.config import TextFeatureConfig
-from musicvae.features.label_scrub import scrub_labels
-from musicvae.features.text import EMBEDDED_TAG_FIELDS, TrackTexts, embed_texts, embedded_tags, read_lyrics, track_texts
-from musicvae.features.text_embedders import length_batches, resolve_model_path, sentence_embeddings, tfidf_embeddings
-from musicvae.sources import fma_track_path
+from musicvae.config.sections import TextFeatureConfig
+from musicvae.data.features.label_scrub import scrub_labels
+from musicvae.data.features.text import EMBEDDED_TAG_FIELDS, TrackTexts, embed_texts, embedded_tags, read_lyrics, track_texts
+from musicvae.data.features.text_embedders import length_batches, resolve_model_path, sentence_embeddings, tfidf_embeddings
+from musicvae.data.sources import fma_track_path
 
 # ------------------------------------------------------------------ helpers
 

@@ -1,4 +1,4 @@
-"""A model trained once for every trial that clusters it differently (musicvae.trained_models)."""
+"""A model trained once for every trial that clusters it differently (musicvae.training.trained_models)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from musicvae import trained_models
-from musicvae.params import TrialParams
-from musicvae.trained_models import TrainingHooks
-from musicvae.training import NonFiniteLossError
+from musicvae.config.params import TrialParams
+from musicvae.training import trained_models
+from musicvae.training.loop import NonFiniteLossError
+from musicvae.training.trained_models import TrainingHooks
 from musicvae.trial import embed, model_inputs, run_trial
 from tests.conftest import blobs, feature_set
 
@@ -84,7 +84,7 @@ def _replica_params(**changes) -> TrialParams:
 
 @pytest.fixture(scope="module")
 def replica_data():
-    x, labels = blobs(n_per=40, k=3, d=12)  # sizes at which the MLP VAE vectorises exactly (musicvae.replicas.vectorises)
+    x, labels = blobs(n_per=40, k=3, d=12)  # sizes at which the MLP VAE vectorises exactly (musicvae.training.replicas.vectorises)
     return feature_set(x, labels)
 
 

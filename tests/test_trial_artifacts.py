@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from conftest import blobs, feature_set
 
-from musicvae import projection
-from musicvae.config import TrialsConfig
-from musicvae.params import TrialParams
+from musicvae.config.params import TrialParams
+from musicvae.config.sections import TrialsConfig
+from musicvae.reporting import projection
+from musicvae.reporting.trial_projection import cached_projection, save_projection
 from musicvae.trial import run_and_save, run_trial, write_artifacts
-from musicvae.trial_projection import cached_projection, save_projection
 
 
 def test_artifacts_of_a_vae_trial(tmp_path) -> None:
@@ -53,7 +53,7 @@ def test_a_trial_draws_no_projection_by_default(tmp_path) -> None:
 
 def test_the_latent_analysis_is_drawn_once_per_model_and_seed(tmp_path, monkeypatch) -> None:
     """It is the model's, the same for every clusterer: drawn once, titled without the clusterer, copied for the others."""
-    from musicvae import figures
+    from musicvae.reporting import figures
 
     titles = []
     draw = figures.disentanglement_figure

@@ -19,11 +19,11 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Checkpoint
 
 from musicvae.cli import main
-from musicvae.config import TrialsConfig
-from musicvae.leaderboard import TrialRecord, trial_table
-from musicvae.parent_run import ParentRun
-from musicvae.selection import Selection
-from musicvae.trial_projection import cached_projection, project_selected
+from musicvae.config.sections import TrialsConfig
+from musicvae.evaluation.leaderboard import TrialRecord, trial_table
+from musicvae.evaluation.selection import Selection
+from musicvae.reporting.trial_projection import cached_projection, project_selected
+from musicvae.tracking.parent_run import ParentRun
 
 EXPERIMENT = "projections"
 PROJECTION_FILES = {"projection.parquet", "figures/projection.png"}
@@ -137,9 +137,9 @@ def test_report_figures_draws_a_trials_projection_into_its_own_run(store, tmp_pa
 @pytest.mark.slow
 def test_projections_computed_ahead_in_ray_tasks_are_the_ones_the_driver_draws(store, tmp_path, local_ray, monkeypatch) -> None:
     """The sweep computes the after-sweep projections side by side in Ray tasks; the figures then find every one in the cache."""
-    from musicvae import projection
-    from musicvae.sweep import start_projections, store_projections
-    from musicvae.trial_projection import selected_projections
+    from musicvae.reporting import projection
+    from musicvae.reporting.trial_projection import selected_projections
+    from musicvae.tune.sweep import start_projections, store_projections
 
     uri, client, experiment_id = store
     parent, run_ids, checkpoints = write_sweep(client, experiment_id, "ahead", tmp_path)
@@ -170,7 +170,7 @@ def test_projections_computed_ahead_in_ray_tasks_are_the_ones_the_driver_draws(s
 
 def test_report_reads_figure_points_through_the_validated_sweep_loader(store) -> None:
     """A sweep file today's schema accepts gives its trials.figure_points; one it refuses (an older musicvae's) the default."""
-    from musicvae.report import figure_points
+    from musicvae.reporting.report import figure_points
 
     _, client, experiment_id = store
     for text, expected in (("name: a\ntrials: {figure_points: 120}\n", 120), ("name: b\ntrials: {figure_points: 120, colour: red}\n", 3000)):

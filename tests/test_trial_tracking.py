@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from musicvae import tracking, trial_tracking
+from musicvae.tracking import runs as tracking
+from musicvae.tracking import trial_tracking
 
 
 class Trial(SimpleNamespace):

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from musicvae.dataset import FeatureSet
+from musicvae.config.params import TrialParams
+from musicvae.config.sweep_file import SweepFileError, parse_sweep
+from musicvae.data.dataset import FeatureSet
 from musicvae.models import build_model
 from musicvae.models.vade import VaDE
 from musicvae.models.vae import MLPVAE, Output, kl_divergence
-from musicvae.params import TrialParams
-from musicvae.sweep_file import SweepFileError, parse_sweep
 from musicvae.trial import VaDECollapse, run_trial
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
+from musicvae.config.params import TrialParams
 from musicvae.models.conv_vae import ConvVAE
 from musicvae.models.multimodal_vae import MultimodalVAE
 from musicvae.models.vade import VaDE
 from musicvae.models.vae import MLPVAE
-from musicvae.params import TrialParams
 
 
 def build_model(params: TrialParams, inputs: dict[str, np.ndarray], n_components: int | None = None) -> nn.Module:

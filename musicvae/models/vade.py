@@ -15,7 +15,7 @@ what the clusterer reports).
 Training follows the paper: the first ``pretrain_epochs`` are the
 reconstruction alone (the autoencoder pretraining), then the mixture prior is
 initialised by a Gaussian mixture fitted to the posterior means
-(:meth:`VaDE.initialise_prior`, called by :func:`~musicvae.training.train_model`),
+(:meth:`VaDE.initialise_prior`, called by :func:`~musicvae.training.loop.train_model`),
 then the full ELBO. Without that initialisation public reproductions
 collapse to one component; a collapse that still happens is reported by the
 ``vade`` clusterer as the trial's failure, with the share of tracks in the

@@ -101,7 +101,7 @@ def sample(mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
 def noise_from(draw: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
     """Within this block :func:`sample` takes its noise from ``draw(mu)``, not from torch's global generator.
 
-    Seeds trained together (:mod:`musicvae.replicas`) need it: under ``vmap`` one global draw would be
+    Seeds trained together (:mod:`musicvae.training.replicas`) need it: under ``vmap`` one global draw would be
     one batched draw, not the numbers each seed's own run takes from its own generator.
     """
     token = _noise.set(draw)
