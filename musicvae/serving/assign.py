@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from musicvae import console
-from musicvae.serving.pipeline import NOISE, Pipeline, PipelineError, load_pipeline
+from musicvae.serving.pipeline import NOISE, Pipeline, PipelineError, clustering_space, embed, features, load_pipeline, network
+from musicvae.serving.pipeline import assign as assign_clusters
 
 PARTS = ".parts"
 TYPICAL = 5  # tracks per cluster in the summary
@@ -115,9 +116,7 @@ def _feature_frame(config: Any) -> pd.DataFrame:
 
 def features_block(block: pd.DataFrame, pipeline: Pipeline) -> dict[str, np.ndarray]:
     """Decode, extract and standardise one block (what the pipeline's model reads), an error per failed row."""
-    from musicvae.serving import pipeline as stages
-
-    inputs, errors = stages.features(pipeline, block)
+    inputs, errors = features(pipeline, block)
     return {"track_id": block["track_id"].to_numpy(), "error": np.array(errors, dtype=object), **{f"{INPUT}{k}": v for k, v in inputs.items()}}
 
 
@@ -136,18 +135,16 @@ class EmbedStage:
         self.pipeline, self.decode, self.model = pipeline, decode, None
 
     def __call__(self, block: Any) -> pd.DataFrame:
-        from musicvae.serving import pipeline as stages
-
-        features = features_block(block, self.pipeline) if self.decode else block
-        errors = list(features["error"])
+        arrays = features_block(block, self.pipeline) if self.decode else block
+        errors = list(arrays["error"])
         ok = np.flatnonzero(np.array(errors) == "")
         z = np.full((len(errors), int(self.pipeline.spec["embedding_dim"])), np.nan, np.float32)
         if len(ok):
-            inputs = {k.removeprefix(INPUT): np.asarray(list(v) if v.dtype == object else v)[ok] for k, v in features.items() if k.startswith(INPUT)}
-            z[ok], self.model = stages.embed(self.pipeline, inputs, self.model)
+            inputs = {k.removeprefix(INPUT): np.asarray(list(v) if v.dtype == object else v)[ok] for k, v in arrays.items() if k.startswith(INPUT)}
+            z[ok], self.model = embed(self.pipeline, inputs, self.model)
         out = pd.DataFrame(z, columns=[f"z{i:02d}" for i in range(z.shape[1])])
         out.insert(0, "error", errors)
-        out.insert(0, "track_id", np.asarray(features["track_id"]))
+        out.insert(0, "track_id", np.asarray(arrays["track_id"]))
         return out
 
 
@@ -216,17 +213,15 @@ def _write_part(parts: Path, block: pd.DataFrame) -> None:
 
 def cluster_collection(tracks: pd.DataFrame, embedded: pd.DataFrame, pipeline: Pipeline) -> pd.DataFrame:
     """Cluster, distance and confidence of every track that embedded, over the whole collection (groups need it whole)."""
-    from musicvae.serving import pipeline as stages
-
     table = tracks.merge(embedded, on="track_id", how="left")
     ok = table["error"].fillna("not processed").eq("")
     z = table.loc[ok].filter(regex=r"^z\d+$").to_numpy(np.float32)
     clusters = pd.array([pd.NA] * len(table), dtype="Int64")
     distance, confidence = np.full(len(table), np.nan), np.full(len(table), np.nan)
     if ok.any():
-        space = stages.clustering_space(pipeline, z, table.loc[ok].reset_index(drop=True))
-        model = stages.network(pipeline) if pipeline.params.clusterer == "vade" else None
-        labels, distance[ok.to_numpy()], confidence[ok.to_numpy()] = stages.assign(pipeline, space, z, model)
+        space = clustering_space(pipeline, z, table.loc[ok].reset_index(drop=True))
+        model = network(pipeline) if pipeline.params.clusterer == "vade" else None
+        labels, distance[ok.to_numpy()], confidence[ok.to_numpy()] = assign_clusters(pipeline, space, z, model)
         clusters[np.flatnonzero(ok)] = labels
     table["cluster"], table["distance"], table["confidence"] = clusters, distance, confidence
     return table
