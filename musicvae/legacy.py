@@ -93,6 +93,9 @@ class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         sys.modules[module.__name__] = importlib.import_module(current_name(module.__name__))
 
 
+_missing = object()
+
+
 def _package_getattr(package: str, modules: str | tuple[str, ...]):
     def __getattr__(name: str) -> Any:
         # a submodule not yet imported is the import system's to load (``from musicvae.tracking import runs``), not an old name
@@ -104,9 +107,6 @@ def _package_getattr(package: str, modules: str | tuple[str, ...]):
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
-
-
-_missing = object()
 
 
 def install() -> None:

@@ -1,7 +1,5 @@
-"""The sweep's tables as text: the console's last screen, and Markdown for the report.
-
-Every number goes through :func:`musicvae.evaluation.metric_registry.format_value`, so a metric prints alike everywhere.
-"""
+"""The sweep's tables as text: the console's last screen, and Markdown for the report (the tables themselves:
+:mod:`musicvae.evaluation.leaderboard`; a metric's value prints through the registry's ``format_value``)."""
 
 from __future__ import annotations
 
