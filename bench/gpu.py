@@ -508,7 +508,7 @@ def main() -> None:
         data, space, points = grid(args, raw_base, base)
         arms = arms_to_run(args, len(points))
 
-        import musicvae.tune.sweep
+        import musicvae.ray_session
         from musicvae.config.sweep_file import parse_sweep
         from musicvae.data.dataset import load_feature_set
 
@@ -516,7 +516,7 @@ def main() -> None:
         cache = root / "cache"
         started = time.perf_counter()
         with output_to(root / "setup.log", not args.verbose):
-            musicvae.tune.sweep.init_ray()  # one local Ray for every arm: run_sweep leaves a Ray it did not start running
+            musicvae.ray_session.init_ray()  # one local Ray for every arm: run_sweep leaves a Ray it did not start running
             features = load_feature_set(parse_sweep({"name": "x", "data": {**data, "cache_dir": str(cache)}}).data)
         extract_s = time.perf_counter() - started
         started = time.perf_counter()

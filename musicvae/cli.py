@@ -221,7 +221,7 @@ def _extract(args: argparse.Namespace) -> int:
     import ray
 
     from musicvae.data.dataset import load_feature_set
-    from musicvae.tune.sweep import init_ray
+    from musicvae.ray_session import init_ray
 
     cfg = load_sweep(args.file)
     started = init_ray(args.address)  # None: $RAY_ADDRESS, else a local Ray

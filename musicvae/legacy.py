@@ -37,7 +37,6 @@ MOVED = {
     "musicvae.trained_models": "musicvae.training.trained_models",
     "musicvae.manifold": "musicvae.clustering.manifold",
     "musicvae.idec": "musicvae.clustering.idec",
-    "musicvae.metric_registry": "musicvae.evaluation.metric_registry",
     "musicvae.metrics": "musicvae.evaluation.metrics",
     "musicvae.disentanglement": "musicvae.evaluation.disentanglement",
     "musicvae.selection": "musicvae.evaluation.selection",

@@ -79,8 +79,26 @@ def test_the_package_has_at_most_twelve_top_level_modules() -> None:
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
 
 
+def stages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The same imports between the package's folders (a top-level module stands for itself)."""
+
+    def stage(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2])
+
+    folded: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        folded.setdefault(stage(module), set()).update(stage(m) for m in imported if stage(m) != stage(module))
+    return folded
+
+
 def test_no_import_cycle_in_the_package() -> None:
     assert import_cycle(imports(PACKAGE)) == []
+
+
+def test_the_stages_import_in_one_direction() -> None:
+    """No cycle between the folders either (the README's module map lists them in this order)."""
+    assert import_cycle(stages(imports(PACKAGE))) == []
 
 
 @pytest.mark.parametrize(
@@ -100,3 +118,12 @@ def test_the_check_sees_a_cycle(tmp_path: Path, second: str) -> None:
     (package / "b.py").write_text(second + "\n")
     (package / "c.py").write_text("import pkg.a\n")  # no cycle of its own
     assert sorted(import_cycle(imports(package))[:-1]) == ["pkg.a", "pkg.b"]
+
+
+def test_the_check_sees_a_cycle_between_folders(tmp_path: Path) -> None:
+    for name, text in {"__init__": "", "x/__init__": "", "x/a": "from pkg.y.b import f\n", "y/__init__": "", "y/b": "", "y/c": "import pkg.x.a\n"}.items():
+        (tmp_path / "pkg" / f"{name}.py").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pkg" / f"{name}.py").write_text(text)
+    graph = imports(tmp_path / "pkg")
+    assert import_cycle(graph) == []  # no module imports itself round
+    assert sorted(import_cycle(stages(graph))[:-1]) == ["pkg.x", "pkg.y"]

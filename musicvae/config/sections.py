@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from musicvae.config.params import Scalar, StrictModel
-from musicvae.evaluation.metric_registry import LABEL_METRICS, OBJECTIVE_MODES, Mode
+from musicvae.metric_registry import LABEL_METRICS, OBJECTIVE_MODES, Mode
 
 # Columns that name the answer: never features, never text, never groups, even when a label_column is forgotten.
 GENRE_LIKE_COLUMNS = frozenset({"label", "genre", "genres", "genre_id", "genre_top", "genres_all", "top_genre", "class", "target"})
@@ -248,7 +248,7 @@ class DataConfig(StrictModel):
         return group_by
 
 
-# Which way each objective is better, and which use labels: musicvae.evaluation.metric_registry, the one table of metrics.
+# Which way each objective is better, and which use labels: musicvae.metric_registry, the one table of metrics.
 MetricName = Literal[tuple(OBJECTIVE_MODES)]  # the names a sweep file may give as search.metric
 
 

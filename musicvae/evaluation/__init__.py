@@ -1,9 +1,8 @@
 """Metrics and selection: how good each clustering is, and which method to choose without labels.
 
-In: clusterings and their spaces. Out: metric values, trial and method tables, a
+In: clusterings and their spaces (each metric's direction and label: :mod:`musicvae.metric_registry`). Out: metric values, trial and method tables, a
 :class:`~musicvae.evaluation.selection.Selection`.
 
-* :mod:`~musicvae.evaluation.metric_registry`: every metric, its direction and label, once;
 * :mod:`~musicvae.evaluation.metrics`: internal (label-free) and external (evaluation-only) metrics;
 * :mod:`~musicvae.evaluation.disentanglement`: how the latent space is organised;
 * :mod:`~musicvae.evaluation.leaderboard`: trials and methods as tables;

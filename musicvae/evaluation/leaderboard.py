@@ -19,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from musicvae import metric_registry as registry
 from musicvae.config.params import TrialParams, applies
-from musicvae.evaluation import metric_registry as registry
-from musicvae.evaluation.metric_registry import QUALITY, REGISTRY
 from musicvae.evaluation.metrics import DEGENERATE_SHARE
+from musicvae.metric_registry import QUALITY, REGISTRY
 
 SHOWN_PARAMS = ("model", "latent_dim", "beta", "clusterer", "seed")  # always shown; others when they vary
 METRICS = tuple(name for name, spec in REGISTRY.items() if spec.kind != "time")  # a trial's scores, in the registry's order

@@ -27,7 +27,7 @@ from sklearn.metrics.cluster import contingency_matrix
 from sklearn.preprocessing import StandardScaler
 
 from musicvae.clustering.clusterers import NOISE
-from musicvae.evaluation.metric_registry import of_kind
+from musicvae.metric_registry import of_kind
 
 INTERNAL = of_kind("internal")  # silhouette, Calinski-Harabasz, Davies-Bouldin
 INPUT = of_kind("input")  # the trial's clustering scored in the inputs: comparable across trials

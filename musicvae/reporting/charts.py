@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from musicvae.evaluation import metric_registry as registry
+from musicvae import metric_registry as registry
 from musicvae.reporting.study_figures import column_scores
 from musicvae.reporting.summary import BAR_METRICS, CURVE_METRICS, HEATMAP_COLUMNS, best_methods, beta_points
 from musicvae.tracking.sweep_runs import SweepTables

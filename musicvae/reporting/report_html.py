@@ -34,8 +34,8 @@ import plotly.graph_objects as go
 import plotly.offline
 from mlflow.tracking import MlflowClient
 
+from musicvae import metric_registry as registry
 from musicvae.data.locations import is_uri
-from musicvae.evaluation import metric_registry as registry
 from musicvae.evaluation.leaderboard import method_trial, methods_view
 from musicvae.evaluation.selection import k_curve
 from musicvae.reporting import figures as fig

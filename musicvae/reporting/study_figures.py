@@ -1,7 +1,7 @@
 """The study's summary figures (PNG, for methods.md and the parent run): the metrics heatmap, metric curves against β, grouped bars.
 
 Same conventions as :mod:`musicvae.reporting.figures`, whose helpers they use; which way
-each metric is better comes from :mod:`musicvae.evaluation.metric_registry`.
+each metric is better comes from :mod:`musicvae.metric_registry`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from musicvae.evaluation import metric_registry as registry  # noqa: E402
+from musicvae import metric_registry as registry  # noqa: E402
 from musicvae.reporting.figures import colour_table, legend_style, text_figure  # noqa: E402
 
 # --- metrics table -----------------------------------------------------------------------------------------------------------
@@ -48,7 +48,7 @@ def metrics_heatmap(
     stds: pd.DataFrame | None = None,
     title: str = "Metrics across methods",
 ) -> Figure:
-    """Methods against metrics, each column coloured on its own scale so that bright always means better (directions: musicvae.evaluation.metric_registry).
+    """Methods against metrics, each column coloured on its own scale so that bright always means better (directions: musicvae.metric_registry).
 
     Metrics live on different scales (silhouette in [-1, 1], Calinski-Harabasz
     in the thousands, seconds), so one colour scale for the table would show

@@ -7,11 +7,11 @@ import math
 
 import pandas as pd
 
-from musicvae.evaluation import metric_registry as registry
+from musicvae import metric_registry as registry
 from musicvae.evaluation.leaderboard import METRICS, degenerate_rows, method_table, methods_view
-from musicvae.evaluation.metric_registry import LABEL_METRICS
 from musicvae.evaluation.metrics import DEGENERATE_SHARE
 from musicvae.evaluation.selection import Selection, k_curve
+from musicvae.metric_registry import LABEL_METRICS
 
 RULE_DIGITS = {"stability": 3, "ARI": 4, "regret": 4}  # the selection table's numbers, as the report prints them
 

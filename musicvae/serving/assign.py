@@ -229,7 +229,7 @@ def cluster_collection(tracks: pd.DataFrame, embedded: pd.DataFrame, pipeline: P
 
 def assign(model_uri: str, source: str | Path, out: str | Path, *, address: str | None = None, embedding: bool = False) -> AssignReport:
     """Label every track of ``source`` with the pipeline at ``model_uri``; write the files of the module docstring into ``out``."""
-    from musicvae.tune.sweep import init_ray
+    from musicvae.ray_session import init_ray
 
     start = time.perf_counter()
     out = Path(out).expanduser()

@@ -20,9 +20,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from musicvae import metric_registry as registry
 from musicvae.config.params import TrialParams, param_kind
 from musicvae.config.sections import SelectionConfig
-from musicvae.evaluation import metric_registry as registry
 from musicvae.evaluation.leaderboard import (
     TrialRecord,
     TrialStatus,

@@ -44,6 +44,7 @@ from musicvae.evaluation.leaderboard import (
     pareto_front,
 )
 from musicvae.evaluation.selection import Selection, select_methods
+from musicvae.ray_session import init_ray
 from musicvae.reporting.tables import CONSOLE_WIDTH, format_console, format_leaderboard, format_methods
 from musicvae.tracking import parent_run
 from musicvae.tune import trainable
@@ -100,23 +101,6 @@ class SweepOutcome:
         commands += ["Open the MLflow UI:", f"  {ui[0]}", *(f"  then open {page}" for page in ui[1:])]
         commands += ["Explore the results (report.html: tables, charts, an embedding explorer to listen through):", f"  musicvae report {self.name}{options}"]
         return "\n".join([*(_fit(line, CONSOLE_WIDTH) for line in prose), *commands])
-
-
-def init_ray(address: str | None = None) -> bool:
-    """Start a local Ray, or join a cluster (``address``, else RAY_ADDRESS); True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(
-        address=address or os.environ.get("RAY_ADDRESS"),
-        log_to_driver=True,  # a trial's errors and warnings reach the console; libraries' chatter is lowered at its source
-        logging_level=console.ray_logging_level(),
-        runtime_env={"env_vars": console.worker_env()},  # -v reaches the trials on every node
-        include_dashboard=False,
-    )
-    console.quiet_libraries()
-    return True
 
 
 def runs_page(server: str, experiment_id: str) -> str:
