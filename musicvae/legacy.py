@@ -61,10 +61,10 @@ MOVED = {
     "musicvae.pipeline": "musicvae.serving.pipeline",
     "musicvae.assign": "musicvae.serving.assign",
 }
-BECAME_PACKAGES = {
-    "musicvae.config": "musicvae.config.sections",
-    "musicvae.training": "musicvae.training.loop",
-    "musicvae.clustering": "musicvae.clustering.clusterers",
+BECAME_PACKAGES = {  # the package -> where its old module's names are looked up, in order
+    "musicvae.config": ("musicvae.config.sections",),
+    "musicvae.training": ("musicvae.training.loop",),
+    "musicvae.clustering": ("musicvae.clustering.clusterers",),
     # the callback lived in tracking.py before trial_tracking.py (sweeps of that time pickled this name)
     "musicvae.tracking": ("musicvae.tracking.runs", "musicvae.tracking.trial_tracking"),
 }
@@ -72,6 +72,8 @@ BECAME_PACKAGES = {
 
 def current_name(name: str) -> str:
     """The module's name today: ``musicvae.features.audio`` -> ``musicvae.data.features.audio``; a current name unchanged."""
+    if not name.startswith("musicvae."):  # the hook sees every import of the process: the others pass at once
+        return name
     for old, new in MOVED.items():
         if name == old or name.startswith(old + "."):
             return new + name[len(old) :]
@@ -95,11 +97,11 @@ class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 _missing = object()
 
 
-def _package_getattr(package: str, modules: str | tuple[str, ...]):
+def _package_getattr(package: str, modules: tuple[str, ...]):
     def __getattr__(name: str) -> Any:
         # a submodule not yet imported is the import system's to load (``from musicvae.tracking import runs``), not an old name
         if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is None:
-            for module in (modules,) if isinstance(modules, str) else modules:
+            for module in modules:
                 found = getattr(importlib.import_module(module), name, _missing)
                 if found is not _missing:
                     return found
