@@ -22,14 +22,16 @@ Collections:
   fma-features  the FMA features.csv slice (Hip-Hop vs Rock, 140 MFCC statistics)
   demo-0/demo-1 the demo collection (sweeps/demo-hard.yaml) at generator seeds 0 and 1
   demo-merged   demo-0 with two of its six genres under one label: the label count (5) is not the number of groups
+  mridangam-stroke/-tonic  2,879 real mridangam strokes (MFCC statistics), labelled by stroke (9) and by tonic (6):
+                two valid groupings of the same audio, so no label-free pick can be the oracle of both
   noise         a control with no structure: 1000 x 40 Gaussian features, k = 5. The right
                 answer is "no stable clustering": the rule must not present a confident winner.
 
 Trial results are cached under --cache (per collection and configuration), so
 rerunning to compare rules costs seconds to a minute; --fresh recomputes.
 
-    python bench/selection.py                         # every collection (about 15 minutes on 2 cores, cold)
-    python bench/selection.py --k-range               # about 25 minutes cold
+    python bench/selection.py                         # every collection (about 17 minutes on 2 cores, cold)
+    python bench/selection.py --k-range               # about 30 minutes cold
     python bench/selection.py --collections fma noise
 """
 
@@ -56,7 +58,7 @@ from musicvae.data.dataset import FeatureSet, load_feature_set  # noqa: E402
 from musicvae.evaluation.leaderboard import TrialRecord, trial_table  # noqa: E402
 from musicvae.evaluation.selection import RULES, Selection, select_methods  # noqa: E402
 
-COLLECTIONS = ("fma", "fma-features", "demo-0", "demo-1", "demo-merged", "noise")
+COLLECTIONS = ("fma", "fma-features", "demo-0", "demo-1", "demo-merged", "mridangam-stroke", "mridangam-tonic", "noise")
 # --k-range: k searched as a sweep searches it by default (musicvae.config.params.default_k_range), over the issue-28 grid.
 K_SPACE = {"model": ["raw", "pca", "vae"], "latent_dim": 32, "beta": 0.5, "epochs": 30, "clusterer": ["kmeans", "agglomerative", "gmm"], "seed": [0, 1, 2]}
 MERGED = ("ambient", "chiptune")  # demo-merged: two of the demo's six generated genres under one label (five labels, six groups)
@@ -82,6 +84,11 @@ def collection(name: str, cache: Path) -> tuple[DataConfig, dict, int | None]:
         demo = load_sweep(ROOT / "sweeps" / "demo-hard.yaml")
         source = demo.data.source.model_copy(update={"seed": int(name.split("-")[1])})
         return demo.data.model_copy(update={"source": source, "cache_dir": str(cache / "data")}), demo.space, None
+    if name.startswith("mridangam-"):  # one audio collection, two label sets: the label-optimal k is not one number
+        labels = str(SHARED / "mridangam" / "labels.csv")
+        source = {"kind": "manifest", "path": labels, "label_column": name.split("-")[1], "id_column": "freesound_id", "text_columns": []}
+        audio = {"features": ["mfcc"], "n_mfcc": 20, "stats": "mean_std"}
+        return parse_sweep({"name": "x", "data": {"source": source, "audio": audio, "cache_dir": str(cache / "data")}}).data, audio_space, None
     if name == "noise":
         path = cache / "noise.csv"
         if not path.exists():
@@ -215,8 +222,8 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="recompute every trial instead of reading the cache")
     parser.add_argument("--k-range", action="store_true", help="k searched as a sweep does by default, over raw/PCA/VAE x K-Means/Ward/GMM x 3 seeds")
     args = parser.parse_args()
-    if not SHARED.exists() and any(c.startswith("fma") for c in args.collections):
-        raise SystemExit(f"the FMA collections need the shared data at {SHARED} (set MUSICVAE_SHARED_DATA)")
+    if not SHARED.exists() and any(c.startswith(("fma", "mridangam")) for c in args.collections):
+        raise SystemExit(f"the FMA and mridangam collections need the shared data at {SHARED} (set MUSICVAE_SHARED_DATA)")
     import ray
 
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)  # the demo collections' extraction (Ray Data)
@@ -246,9 +253,16 @@ def main() -> None:
             win = selection.row(selection.winner)["stability"] if selection.winner else float("nan")
             print(f"selection verdict: {name} {verdict} (winner's stability {win:.3f}, threshold {selection.min_stability:g})")
     if regrets[cfg.rule]:
+        print("\n" + every_rule(summary).to_string(float_format=lambda v: f"{v:.3f}") + "\n")
         for rule, values in regrets.items():
             print(f"mean regret over the labelled collections: {rule} {np.mean(values):.4f} (largest {np.max(values):.4f})")
     ray.shutdown()
+
+
+def every_rule(summary: list[tuple[str, Selection]]) -> pd.DataFrame:
+    """Every rule's regret on each labelled collection, with its mean and largest: one line per rule."""
+    table = pd.DataFrame({name: {rule: selection.regret(selection.picks.get(rule)) for rule in RULES} for name, selection in summary if selection.oracle})
+    return table.assign(mean=table.mean(axis=1), largest=table.max(axis=1)).sort_values("mean")
 
 
 BASELINE = "ch_neighbours"  # the default rule before k was searched (issue 28): printed beside the default
