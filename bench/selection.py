@@ -22,7 +22,7 @@ Collections:
   fma-features  the FMA features.csv slice (Hip-Hop vs Rock, 140 MFCC statistics)
   demo-0/demo-1 the demo collection (sweeps/demo-hard.yaml) at generator seeds 0 and 1
   demo-merged   demo-0 with two of its six genres under one label: the label count (5) is not the number of groups
-  mridangam-stroke/-tonic  2,879 real mridangam strokes (MFCC statistics), labelled by stroke (9) and by tonic (6):
+  mridangam-stroke/-tonic  2,878 real mridangam strokes (MFCC statistics), labelled by stroke (9) and by tonic (6):
                 two valid groupings of the same audio, so no label-free pick can be the oracle of both
   noise         a control with no structure: 1000 x 40 Gaussian features, k = 5. The right
                 answer is "no stable clustering": the rule must not present a confident winner.
@@ -238,12 +238,9 @@ def main() -> None:
         print("\n" + selection.summary())
         summary.append((name, selection))
     print()
-    regrets: dict[str, list[float]] = {cfg.rule: [], BASELINE: []}
     for name, selection in summary:
         if selection.oracle is not None:
             baseline = selection.picks.get(BASELINE)
-            for rule, pick in ((cfg.rule, selection.winner), (BASELINE, baseline)):
-                regrets[rule].append(selection.regret(pick))
             print(
                 f"selection regret: {name} {selection.regret(selection.winner):.4f} (standard error {selection.regret_se(selection.winner):.4f}); "
                 f"k = {_k(selection, selection.winner)}; baseline {BASELINE}: {selection.regret(baseline):.4f}, k = {_k(selection, baseline)}"
@@ -252,10 +249,11 @@ def main() -> None:
             verdict = "stable" if selection.stable else "no stable clustering"
             win = selection.row(selection.winner)["stability"] if selection.winner else float("nan")
             print(f"selection verdict: {name} {verdict} (winner's stability {win:.3f}, threshold {selection.min_stability:g})")
-    if regrets[cfg.rule]:
-        print("\n" + every_rule(summary).to_string(float_format=lambda v: f"{v:.3f}") + "\n")
-        for rule, values in regrets.items():
-            print(f"mean regret over the labelled collections: {rule} {np.mean(values):.4f} (largest {np.max(values):.4f})")
+    regrets = every_rule(summary)
+    if not regrets.empty:
+        print("\n" + regrets.to_string(float_format=lambda v: f"{v:.3f}") + "\n")
+        for rule in (cfg.rule, BASELINE):
+            print(f"mean regret over the labelled collections: {rule} {regrets.loc[rule, 'mean']:.4f} (largest {regrets.loc[rule, 'largest']:.4f})")
     ray.shutdown()
 
 
