@@ -19,7 +19,7 @@ def test_shipped_sweep_files_are_valid(name: str) -> None:
     # The searcher's objective is label-free and comparable across trials (the own-space silhouette rewards collapsed latents).
     assert cfg.search.primary == "input_silhouette"
     assert not cfg.search.uses_labels
-    assert cfg.selection.rule == "combined"
+    assert cfg.selection.rule == "per_input"
 
 
 @pytest.mark.parametrize("task", ["easy", "medium", "hard"])

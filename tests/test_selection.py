@@ -18,7 +18,8 @@ from musicvae.config.sweep_file import SweepFileError, parse_sweep
 from musicvae.data.dataset import FeatureSet
 from musicvae.evaluation.leaderboard import TrialRecord, trial_table
 from musicvae.evaluation.metrics import input_metrics, sample_rows
-from musicvae.evaluation.selection import build_spaces, k_curve, select_methods, space_scores
+from musicvae.evaluation.selection import k_curve, select_methods
+from musicvae.evaluation.space_scores import build_spaces, neighbour_agreement, space_scores
 from musicvae.trial import Embedded, evaluate
 
 
@@ -58,7 +59,7 @@ def test_a_collapsed_embedding_with_the_higher_own_silhouette_does_not_win() -> 
     for rule in ("pooled_silhouette", "pooled_calinski_harabasz", "pooled_neighbours", "input_silhouette"):
         assert selection.picks[rule] == "vae (latent_dim=10) + kmeans", rule
     assert selection.stable
-    assert "regret 0.0000" in selection.summary() and "'combined' rule" in selection.summary()
+    assert "regret 0.0000" in selection.summary() and "'per_input' rule" in selection.summary()
 
 
 def test_stability_of_identical_and_of_independent_random_clusterings() -> None:
@@ -111,7 +112,7 @@ def test_pooled_ranks_are_deterministic_for_a_seed() -> None:
 
 def test_noise_points_are_left_out_of_the_scores_and_counted() -> None:
     x, labels = genres(n_per=40)
-    spaces = build_spaces({"mfcc": x}, [], np.arange(len(x)))
+    spaces = build_spaces({"mfcc": x}, {}, np.arange(len(x))).values
     with_noise = labels.copy()
     with_noise[:30] = NOISE
     scores = space_scores({"noisy": with_noise, "clean": labels}, spaces)
@@ -130,7 +131,7 @@ def test_spaces_keep_active_dimensions_and_count_a_shared_embedding_once() -> No
     x, _ = genres(n_per=50)
     collapsed = np.hstack([x[:, :2], np.full((len(x), 6), 0.3) + np.random.default_rng(0).normal(0, 1e-3, (len(x), 6))])
     dead = np.random.default_rng(1).normal(0, 1e-3, (len(x), 4))
-    spaces = build_spaces({"mfcc": x}, [collapsed, collapsed.copy(), dead, x.copy()], np.arange(len(x)))
+    spaces = build_spaces({"mfcc": x}, {"mfcc": [collapsed, collapsed.copy(), dead, x.copy()]}, np.arange(len(x))).values
     assert list(spaces)[0] == "inputs" and len(spaces) == 2  # the raw embedding is the inputs; a dead latent adds no space
     assert spaces[list(spaces)[1]].shape[1] == 2  # the six collapsed units were dropped before z-scoring
 
@@ -192,7 +193,7 @@ def test_space_scores_match_sklearn_in_every_space() -> None:
     noisy = labels.copy()
     noisy[::7] = NOISE
     noisy[1] = 9  # a singleton cluster scores 0, as in sklearn
-    spaces = build_spaces({"mfcc": x}, [other], np.arange(len(x)))
+    spaces = build_spaces({"mfcc": x}, {"mfcc": [other]}, np.arange(len(x))).values
     scores = space_scores({"clean": labels, "noisy": noisy}, spaces)
     silhouettes, harabasz = scores["silhouette"], scores["calinski_harabasz"]
     for name, z in spaces.items():
@@ -205,16 +206,14 @@ def test_space_scores_match_sklearn_in_every_space() -> None:
 def test_neighbour_agreement_is_chance_corrected() -> None:
     from sklearn.neighbors import NearestNeighbors
 
-    from musicvae.evaluation.selection import _neighbour_agreement
-
     x, labels = genres(n_per=100, d=4)
     x = x * 3
     nearest = NearestNeighbors(n_neighbors=11).fit(x).kneighbors(x, return_distance=False)[:, 1:]
-    assert _neighbour_agreement(nearest, labels) > 0.5  # the true groups: neighbours share a cluster
+    assert neighbour_agreement(nearest, labels) > 0.5  # the true groups: neighbours share a cluster
     random = np.random.default_rng(0).integers(0, 3, len(x))
-    assert abs(_neighbour_agreement(nearest, random)) < 0.05  # random groups of the same sizes: chance
+    assert abs(neighbour_agreement(nearest, random)) < 0.05  # random groups of the same sizes: chance
     one_giant = np.where(np.arange(len(x)) < 5, 1, 0)
-    assert abs(_neighbour_agreement(nearest, one_giant)) < 0.05  # one cluster of nearly everything says nothing
+    assert abs(neighbour_agreement(nearest, one_giant)) < 0.05  # one cluster of nearly everything says nothing
 
 
 def test_the_report_reads_the_sweeps_selection_back_from_mlflow(tmp_path) -> None:

@@ -90,6 +90,16 @@ def test_manifest_source_resolves_relative_paths(tiny_collection: Path) -> None:
     assert all(Path(p).exists() for p in tracks["path"])
 
 
+def test_manifest_tells_files_of_one_name_in_two_folders_apart(tmp_path: Path) -> None:
+    """emotify's manifest lists pop/51.ogg and rock/51.ogg: the stems collide, so the ids are the paths, as a folder source's are."""
+    (tmp_path / "labels.csv").write_text("path,genre\npop/51.ogg,pop\nrock/51.ogg,rock\nrock/52.ogg,rock\n")
+    tracks = manifest_tracks(ManifestSource(kind="manifest", path=str(tmp_path / "labels.csv"), label_column="genre"))
+    assert tracks["track_id"].tolist() == ["pop/51", "rock/51", "rock/52"]
+    (tmp_path / "unique.csv").write_text("path,genre\npop/51.ogg,pop\nrock/52.ogg,rock\n")
+    unique = manifest_tracks(ManifestSource(kind="manifest", path=str(tmp_path / "unique.csv"), label_column="genre"))
+    assert unique["track_id"].tolist() == ["51", "52"]  # unchanged where the stems are unique
+
+
 def test_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no .wav"):
         folder_tracks(FolderSource(kind="folder", root=str(tmp_path)))

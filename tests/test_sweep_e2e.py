@@ -107,9 +107,9 @@ def test_sweep_logs_parent_and_children_and_survives_failed_trials(tmp_path: Pat
     assert set(selection["method"]) == set(outcome.methods["method"])
     assert {"score_combined", "pooled_calinski_harabasz", "pooled_silhouette", "stability", "consensus", "ari"} <= set(selection.columns)
     parent = client.get_run(outcome.parent_run_id)
-    assert parent.data.tags["musicvae.selection_rule"] == "combined" and parent.data.tags["musicvae.selected"] in set(selection["method"])
+    assert parent.data.tags["musicvae.selection_rule"] == "per_input" and parent.data.tags["musicvae.selected"] in set(selection["method"])
     assert {"selection_regret", "selected_stability", "selection_seconds"} <= set(parent.data.metrics)
-    assert "Selected by the 'combined' rule" in parent.data.tags["mlflow.note.content"]  # the run page's description
+    assert "Selected by the 'per_input' rule" in parent.data.tags["mlflow.note.content"]  # the run page's description
     assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
     for run in by_k["6"]:
         assert {"input_silhouette", "input_calinski_harabasz", "resample_stability"} <= set(run.data.metrics)
@@ -186,7 +186,7 @@ def test_quickstart_demo_runs_from_the_cli(tmp_path: Path) -> None:
     assert "Extracting features" in proc.stdout and "Trials" in proc.stdout and "10/10" in proc.stdout
     for noise in ("Checkpoint successfully created", "Trial status", "Configuration for experiment", "UserWarning", "INFO", "View detailed results"):
         assert noise not in output, noise
-    assert "Selected by the 'combined' rule" in proc.stdout and "regret" in proc.stdout and "stability" in proc.stdout
+    assert "Selected by the 'per_input' rule" in proc.stdout and "regret" in proc.stdout and "stability" in proc.stdout
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["musicvae"], output_format="list")
     parents = [r for r in runs if r.data.tags.get("musicvae.role") == "sweep"]

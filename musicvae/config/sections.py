@@ -252,9 +252,10 @@ class DataConfig(StrictModel):
 MetricName = Literal[tuple(OBJECTIVE_MODES)]  # the names a sweep file may give as search.metric
 
 
+# The label-free rules (musicvae.evaluation.selection.RULES keeps this order): the default first.
 SelectionRule = Literal[
-    "combined", "ch_neighbours", "pooled_silhouette", "pooled_calinski_harabasz", "pooled_neighbours", "stability", "consensus", "coassociation", "gap",
-    "input_silhouette", "objective",
+    "per_input", "combined", "ch_neighbours", "pooled_calinski_harabasz", "pooled_neighbours", "pooled_silhouette", "stability", "consensus",
+    "coassociation", "gap", "input_silhouette", "objective",
 ]  # fmt: skip
 
 
@@ -266,15 +267,18 @@ class SelectionConfig(StrictModel):
     ``sample`` seeded rows). ``rule`` names the score that chooses; every
     rule's pick is reported beside it. Stability is the ARI between a method's
     seeds and between its resampled clusterings: methods less stable than
-    ``candidate_stability`` are ranked below the others by ``combined``, and a
-    winner less stable than ``min_stability`` is reported as "no stable clustering".
+    ``candidate_stability`` are ranked below the others by ``combined`` and
+    ``per_input``, and a winner less stable than ``min_stability`` is reported
+    as "no stable clustering".
     """
 
-    rule: SelectionRule = "combined"
+    rule: SelectionRule = Field(
+        "per_input", description="per_input: the combined rule within each input, then the inputs by their winners' structure shared by the inputs, each once"
+    )
     sample: int = Field(1500, ge=100, le=20000, description="rows (a seeded sample, the same for every trial) the spaces are scored on")
     seed: int = 0
     subsample: float = Field(0.8, gt=0.2, lt=1.0, description="share of rows in each of a trial's two resampled clusterings")
-    candidate_stability: float = Field(0.5, ge=0.0, le=1.0, description="'combined' ranks less stable methods below the rest")
+    candidate_stability: float = Field(0.5, ge=0.0, le=1.0, description="'combined' and 'per_input' rank less stable methods below the rest")
     min_stability: float = Field(0.3, ge=0.0, le=1.0, description="a winner less stable than this is reported as no stable clustering")
 
 

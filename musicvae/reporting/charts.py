@@ -183,7 +183,8 @@ def beta_figure(table: pd.DataFrame) -> go.Figure | None:
 
 
 def best_figure(tables: SweepTables) -> go.Figure:
-    """The best methods by the objective and the best baselines, a group of bars per metric (mean ± std over seeds)."""
+    """The first methods of the table (the selection's order, else the objective's) and the best baselines, a group of bars
+    per metric (mean ± std over seeds)."""
     chosen = best_methods(tables.table, tables.methods)
     metrics = [m for m in BAR_METRICS if f"{m}_mean" in chosen and chosen[f"{m}_mean"].notna().any()]
     traces = [

@@ -36,7 +36,16 @@ from musicvae.evaluation.leaderboard import (
 )
 from musicvae.reporting import figures as fig
 from musicvae.reporting.summary import best_methods_figure, beta_curves, save_heatmap
-from musicvae.reporting.tables import k_markdown_table, methods_markdown_table, selection_markdown_table, selection_summary, table_legend
+from musicvae.reporting.tables import (
+    data_facts,
+    k_markdown_table,
+    methods_markdown_table,
+    ranking,
+    representations_markdown,
+    selection_markdown_table,
+    selection_summary,
+    table_legend,
+)
 from musicvae.reporting.trial_projection import project_logged_run
 from musicvae.tracking.sweep_runs import SweepTables, build_tables, read_sweep_runs
 
@@ -55,7 +64,8 @@ def write_figures(tables: SweepTables, folder: Path) -> tuple[list[Path], list[s
     curves, note = beta_curves(tables.table, name)
     if curves is not None:
         written.append(fig.save_figure(curves, folder / "beta_curves.png"))
-    written.append(fig.save_figure(best_methods_figure(tables.table, tables.methods, name, tables.sweep.metric), folder / "best_methods.png"))
+    chart = best_methods_figure(tables.table, tables.methods, name, ranking(tables.sweep.selection, tables.sweep.metric))
+    written.append(fig.save_figure(chart, folder / "best_methods.png"))
     return written, [note] if note else []
 
 
@@ -88,12 +98,12 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
         "",
         f"MLflow parent run `{sweep.run_id}` (experiment `{sweep.experiment}`), started {_started(sweep.parent)}, status {sweep.parent.info.status}.",
     ]
-    if "n_tracks" in params:
-        lines.append(f"Data: {params['n_tracks']} tracks × {params.get('n_features', '?')} features, {params.get('n_labels', '?')} labels.")
+    if facts := data_facts(params):
+        lines.append(f"Data: {facts}.")
     if params.get("group_by", "none") != "none":
         lines.append(f"Metadata used: each track's embedding was pooled with its {params['group_by']} group before clustering (data.group_by; not labels).")
     lines += [
-        f"Objective: {objectives}; methods ranked by {sweep.metric}.",
+        f"Objective: {objectives}; methods ranked by {ranking(sweep.selection, sweep.metric)}.",
         f"Trials: {len(table)} ({counts[TrialStatus.OK]} OK, {counts[TrialStatus.FAILED]} failed, {counts[TrialStatus.STOPPED]} stopped).",
         "",
         f"{h}# Methods",
@@ -106,6 +116,8 @@ def task_markdown(tables: SweepTables, figures: list[Path], notes: list[str], le
     if sweep.selection is not None:
         lines += [f"- {line.strip()}" for line in sweep.selection.summary().splitlines() if "other rules' picks" not in line]
         lines += ["", selection_markdown_table(sweep.selection)]
+        if representations := representations_markdown(sweep.selection):
+            lines += ["", f"{h}# Representations", "", representations]
         k_table = k_markdown_table(sweep.selection)
         if k_table:
             winner = sweep.selection.winner

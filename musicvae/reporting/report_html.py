@@ -37,7 +37,7 @@ from mlflow.tracking import MlflowClient
 from musicvae import metric_registry as registry
 from musicvae.data.locations import is_uri
 from musicvae.evaluation.leaderboard import method_trial, methods_view
-from musicvae.evaluation.selection import k_curve
+from musicvae.evaluation.selection import Selection, k_curve
 from musicvae.reporting import figures as fig
 from musicvae.reporting import projection
 from musicvae.reporting.charts import (
@@ -49,7 +49,7 @@ from musicvae.reporting.charts import (
     heatmap_figure,
     k_figure,
 )
-from musicvae.reporting.tables import rule_rows
+from musicvae.reporting.tables import REPRESENTATIONS_NOTE, data_facts, ranking, representation_rows, representation_sentence, rule_rows
 from musicvae.tracking.runs import DESCRIPTION_TAG
 from musicvae.tracking.sweep_runs import SweepTables
 
@@ -216,6 +216,20 @@ def selection_html(tables: SweepTables) -> str:
     return f"<ul>{''.join(lines)}</ul><table class='sortable' id='rules'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def representations_html(selection: Selection | None) -> str:
+    """The representations table (one row per input, the chosen one marked), its sentence and the columns' note; empty with one input."""
+    headers, rows = representation_rows(selection) if selection is not None else ([], [])
+    if not rows:
+        return ""
+    head = "".join(f"<th data-type='{'text' if i < 2 else 'num'}'>{html.escape(h)}</th>" for i, h in enumerate(headers))
+    body = []
+    for chosen, cells in rows:
+        first = f"<b>{html.escape(cells[0])}</b><span class='mark'> ★ chosen</span>" if chosen else html.escape(cells[0])
+        body.append("<tr>" + f"<td>{first}</td>" + "".join(f"<td data-v='{html.escape(c)}'>{html.escape(c)}</td>" for c in cells[1:]) + "</tr>")
+    table = f"<table class='sortable' id='representations'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<h3>Representations</h3><p>{html.escape(representation_sentence(selection))}</p>{table}<p class='note'>{html.escape(REPRESENTATIONS_NOTE)}</p>"
+
+
 def typical_html(item: Explored) -> str:
     blocks = []
     for cluster, tracks in typical_tracks(item.tracks).items():
@@ -277,6 +291,31 @@ document.querySelectorAll('.explorer').forEach(function (div) {
 """
 
 
+def methods_html(tables: SweepTables, selected: str | None, oracle: str | None) -> list[str]:
+    """The methods table, the metrics heatmap, the β curves and the best methods, ranked as the selection ranks them."""
+    methods, selection, sweep = tables.methods, tables.sweep.selection, tables.sweep
+    if methods.empty:
+        return ["<h2>Methods</h2>", "<p>No trial finished: there is nothing to compare.</p>"]
+    parts = [
+        "<h2>Methods</h2>",
+        f"<p class='note'>Ranked by {html.escape(ranking(selection, sweep.metric))}. Mean ± std over seeds; click a column to sort. "
+        "Bold: the best mean of a clustering metric. "
+        "★ the selection's pick, ◆ the oracle (best mean ARI: uses labels), † degenerate. ARI, NMI and purity use the labels: evaluation only.</p>",
+        methods_table_html(methods, selected, oracle),
+        "<h2>Metrics per method</h2>",
+        _figure_html(heatmap_figure(methods), "heatmap"),
+    ]
+    curves = beta_figure(tables.table)
+    if curves is not None:
+        parts += ["<h2>Quality against β</h2>", _figure_html(curves, "beta")]
+    parts += [
+        "<h2>Best methods</h2>",
+        f"<p class='note'>The first methods by {html.escape(ranking(selection, sweep.metric))}, and the best raw and PCA baselines.</p>",
+        _figure_html(best_figure(tables), "best"),
+    ]
+    return parts
+
+
 def page(tables: SweepTables, items: list[Explored], notes: list[str]) -> str:
     """The whole report.html as one string."""
     sweep, methods = tables.sweep, tables.methods
@@ -289,12 +328,12 @@ def page(tables: SweepTables, items: list[Explored], notes: list[str]) -> str:
     if description:
         parts.append(f"<p>{html.escape(description)}</p>")
     facts = f"MLflow parent run <code>{sweep.run_id}</code> in experiment <code>{html.escape(sweep.experiment)}</code>"
-    if "n_tracks" in params:
-        facts += f"; {params['n_tracks']} tracks × {params.get('n_features', '?')} features, {params.get('n_labels', '?')} labels"
+    if data := data_facts(params):
+        facts += f"; {html.escape(data)}"
     if params.get("group_by", "none") != "none":
         facts += f"; metadata used: embeddings pooled by {html.escape(params['group_by'])} (not labels)"
     parts.append(f"<p class='note'>{facts}. Objective {html.escape(sweep.metric)} ({sweep.mode}); {len(tables.table)} trials.</p>")
-    parts += ["<h2>Selection</h2>", selection_html(tables)]
+    parts += ["<h2>Selection</h2>", selection_html(tables), representations_html(selection)]
     curve = k_curve(selection) if selection is not None else pd.DataFrame()
     if not curve.empty:
         parts += [
@@ -303,21 +342,7 @@ def page(tables: SweepTables, items: list[Explored], notes: list[str]) -> str:
             "[0, 1] over those k so their shapes compare (hover for the value); ARI and NMI dashed, for evaluation only.</p>",
             _figure_html(k_figure(curve), "k-curve"),
         ]
-    if methods.empty:
-        parts += ["<h2>Methods</h2>", "<p>No trial finished: there is nothing to compare.</p>"]
-    else:
-        parts += [
-            "<h2>Methods</h2>",
-            "<p class='note'>Mean ± std over seeds; click a column to sort. Bold: the best mean of a clustering metric. "
-            "★ the selection's pick, ◆ the oracle (best mean ARI: uses labels), † degenerate. ARI, NMI and purity use the labels: evaluation only.</p>",
-            methods_table_html(methods, selected, oracle),
-            "<h2>Metrics per method</h2>",
-            _figure_html(heatmap_figure(methods), "heatmap"),
-        ]
-        curves = beta_figure(tables.table)
-        if curves is not None:
-            parts += ["<h2>Quality against β</h2>", _figure_html(curves, "beta")]
-        parts += ["<h2>Best methods</h2>", _figure_html(best_figure(tables), "best")]
+    parts += methods_html(tables, selected, oracle)
     for i, item in enumerate(items):
         shown = int(item.tracks["x"].notna().sum())
         parts += [

@@ -82,7 +82,8 @@ def beta_curves(table: pd.DataFrame, name: str) -> tuple[Any | None, str]:
 
 
 def best_methods(table: pd.DataFrame, methods: pd.DataFrame, top: int = TOP_METHODS) -> pd.DataFrame:
-    """The top methods by the primary objective, then the best raw and PCA baselines not already among them.
+    """The first ``top`` methods of ``methods`` (ranked by the selection where the sweep made one, else the objective), then the
+    best raw and PCA baselines not already among them.
 
     Adds a ``label`` column for the legend: the rank and method, then which
     baseline it is, whether it is degenerate (as selection sees it) and its seeds.
@@ -102,7 +103,8 @@ def best_methods(table: pd.DataFrame, methods: pd.DataFrame, top: int = TOP_METH
 
 
 def best_methods_figure(table: pd.DataFrame, methods: pd.DataFrame, name: str, metric: str) -> Any:
-    """Grouped bars, a group per metric, for :func:`best_methods` by ``metric``; baselines hatched."""
+    """Grouped bars, a group per metric, for :func:`best_methods` of ``methods`` in their order (``metric``: what ranks them,
+    for the title: the selection rule after a sweep's selection); baselines hatched."""
     chosen = best_methods(table, methods)
     model_of = dict(zip(table["method"], table["model"]))
     metrics = [m for m in BAR_METRICS if f"{m}_mean" in chosen and chosen[f"{m}_mean"].notna().any()]

@@ -88,6 +88,81 @@ def selection_summary(table: pd.DataFrame, metric: str, mode: str = "max") -> st
     return "\n".join(lines)
 
 
+def data_facts(params: dict[str, str]) -> str:
+    """'100 tracks; inputs mfcc (40 columns), musicnn_msd (212); 10 labels' from the parent run's params (older runs: the MFCCs' columns alone)."""
+    if "n_tracks" not in params:
+        return ""
+    inputs = [item.split(":") for item in params.get("input_columns", "").split(",") if ":" in item]
+    if len(inputs) > 1:
+        columns = "inputs " + ", ".join(f"{name} ({n}{' columns' if i == 0 else ''})" for i, (name, n) in enumerate(inputs))
+    else:
+        columns = f"{inputs[0][1] if inputs else params.get('n_features', '?')} features"
+    return f"{params['n_tracks']} tracks; {columns}; {params.get('n_labels', '?')} labels"
+
+
+def ranking(selection: Selection | None, metric: str) -> str:
+    """What orders the method tables and the best-methods chart: the selection rule where the sweep has one, else the objective."""
+    return f"the '{selection.rule}' selection rule (label-free)" if selection is not None and selection.winner else metric
+
+
+REPRESENTATION_COLUMNS = {  # Selection.representations()'s columns as the tables head them
+    "n_clusters": "k",
+    "shared_structure": "shared structure",
+    "beyond_null": "own structure",
+    "score": "rule score",
+    "stability": "stability",
+    "ari": "ARI",
+    "nmi": "NMI",
+}
+REPRESENTATIONS_NOTE = (
+    "Each input's best method under the rule. Shared structure: how far the method's clusters follow the tracks' nearest "
+    "neighbours beyond what K-Means finds in structureless data, averaged over the inputs' spaces (each input once); own "
+    "structure: the same in its own input's space. ARI and NMI use the labels: evaluation only."
+)
+
+
+def representation_rows(selection: Selection) -> tuple[list[str], list[tuple[bool, list[str]]]]:
+    """The representations table (:meth:`Selection.representations`): its headers, then per input (chosen?, its cells as text)."""
+    table = selection.representations()
+    if len(table) < 2:  # one input: nothing to choose between
+        return [], []
+    columns = [c for c in REPRESENTATION_COLUMNS if c in table]
+    rows = []
+    for _, row in table.iterrows():
+        cells = [str(row["input"]), str(row["method"])]
+        cells += ["–" if pd.isna(row[c]) else str(int(row[c])) if c == "n_clusters" else f"{row[c]:.{4 if c in ('ari', 'nmi') else 3}f}" for c in columns]
+        rows.append((bool(row["chosen"]), cells))
+    return ["input", "method", *(REPRESENTATION_COLUMNS[c] for c in columns)], rows
+
+
+def representation_sentence(selection: Selection) -> str:
+    """One sentence: which input was chosen, and by how much its best method led the next input's."""
+    table = selection.representations()
+    if len(table) < 2 or not table["chosen"].any():
+        return ""
+    win, runner = table[table["chosen"]].iloc[0], table[~table["chosen"]].iloc[0]
+    if selection.rule != "per_input" or "shared_structure" not in table:
+        lead = win["score"] - runner["score"]
+        return f"{win['input']} chosen: its best method leads {runner['input']}'s by {lead:.3f} in the '{selection.rule}' score."
+    a, b = win["shared_structure"], runner["shared_structure"]
+    if pd.isna(b) or a >= b:
+        return f"{win['input']} chosen: its best method leads {runner['input']}'s by {a - b:.3f} in structure the inputs share ({a:.3f} against {b:.3f})."
+    return (
+        f"{win['input']} chosen: {runner['input']}'s best method holds more structure the inputs share ({b:.3f} against {a:.3f}) "
+        f"but is less stable ({runner['stability']:.3f} against {win['stability']:.3f})."
+    )
+
+
+def format_representations(selection: Selection | None) -> str:
+    """The console's representations table and its sentence; empty with one input."""
+    headers, rows = representation_rows(selection) if selection is not None else ([], [])
+    if not rows:
+        return ""
+    shown = pd.DataFrame([cells for _, cells in rows], columns=headers)
+    shown.insert(0, "", ["★" if chosen else "" for chosen, _ in rows])
+    return "Representations (each input's best method under the rule):\n" + shown.to_string(index=False) + "\n" + representation_sentence(selection)
+
+
 # ------------------------------------------------------------------------------------------------- Markdown
 
 
@@ -131,6 +206,18 @@ def selection_markdown_table(selection: Selection) -> str:
     for rule, pick, cells in rows:
         lines.append(_markdown_row([f"**{rule}**" if rule == selection.rule else rule, _escape(pick), *(text for _, text in cells)]))
     return "\n".join(lines)
+
+
+def representations_markdown(selection: Selection) -> str:
+    """The representations table in Markdown, the chosen input in bold and starred, then its sentence and the columns' note."""
+    headers, rows = representation_rows(selection)
+    if not rows:
+        return ""
+    lines = [_markdown_row(headers), "|" + "|".join(["---", "---"] + ["---:"] * (len(headers) - 2)) + "|"]
+    for chosen, cells in rows:
+        first = f"**{cells[0]}** ★" if chosen else cells[0]
+        lines.append(_markdown_row([first, *(_escape(c) for c in cells[1:])]))
+    return "\n".join([*lines, "", representation_sentence(selection), REPRESENTATIONS_NOTE])
 
 
 def k_markdown_table(selection: Selection) -> str:

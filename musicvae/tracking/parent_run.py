@@ -30,6 +30,7 @@ def selection_metrics(selection: Selection) -> dict[str, float]:
     metrics = {
         "selection_seconds": selection.seconds,
         "selection_spaces": float(selection.n_spaces),
+        "selection_rows": float(selection.n_rows),
         "selection_stable": float(selection.stable),
         "selected_stability": float(win["stability"]),
     }
@@ -44,6 +45,7 @@ def sweep_params(cfg: SweepConfig, data: FeatureSet) -> dict[str, Any]:
         "source": cfg.data.source.kind,
         "n_tracks": len(data.track_ids),
         "n_features": data.features.shape[1],
+        "input_columns": ",".join(f"{name}:{values.shape[1]}" for name, values in data.inputs.items()),  # every input a model can read
         "n_labels": data.n_labels or 0,
         "n_skipped": len(data.skipped),
         "group_by": ",".join(cfg.data.group_by or []) or "none",  # metadata pooled into the embeddings, said where results are read

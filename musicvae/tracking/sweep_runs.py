@@ -165,7 +165,9 @@ def read_selection(client: MlflowClient, parent: Run) -> Selection | None:
         min_stability=float(params.get("selection_min_stability", SelectionConfig().min_stability)),
     )
     n_labels = int(params.get("n_labels", 0)) or None
-    return choose(scores, cfg, int(metrics.get("selection_spaces", 0)), cfg.sample, n_labels=n_labels)
+    # The rows scored: logged since issue 35; before, the sample or the tracks, whichever was fewer.
+    rows = int(metrics.get("selection_rows", min(cfg.sample, int(params.get("n_tracks", cfg.sample)))))
+    return choose(scores, cfg, int(metrics.get("selection_spaces", 0)), rows, n_labels=n_labels)
 
 
 @dataclass(frozen=True)
@@ -180,4 +182,5 @@ class SweepTables:
 def build_tables(sweep: SweepRuns) -> SweepTables:
     table = trial_table(sweep.records, sweep.metric, sweep.mode)
     table.insert(1, "run_id", table["trial"].map(sweep.run_ids))
-    return SweepTables(sweep, table, method_table(table, sweep.metric, sweep.mode))
+    methods = method_table(table, sweep.metric, sweep.mode)
+    return SweepTables(sweep, table, sweep.selection.ranked(methods) if sweep.selection is not None else methods)

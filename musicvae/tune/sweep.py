@@ -45,7 +45,7 @@ from musicvae.evaluation.leaderboard import (
 )
 from musicvae.evaluation.selection import Selection, select_methods
 from musicvae.ray_session import init_ray
-from musicvae.reporting.tables import CONSOLE_WIDTH, format_console, format_leaderboard, format_methods
+from musicvae.reporting.tables import CONSOLE_WIDTH, format_console, format_leaderboard, format_methods, format_representations
 from musicvae.tracking import parent_run
 from musicvae.tune import trainable
 from musicvae.tune.search import optuna_search
@@ -85,6 +85,8 @@ class SweepOutcome:
         prose += [*format_console(self.methods, self.selection).splitlines(), ""]
         if self.selection is not None:
             prose += [*self.selection.summary().splitlines(), ""]
+            if representations := format_representations(self.selection):
+                prose += [*representations.splitlines(), ""]
         prose.append(f"Sweep finished in {self.seconds:.1f} s. MLflow parent run {self.parent_run_id} in experiment '{self.experiment}'.")
         options = "" if self.tracking_uri == TrackingConfig().resolved_uri() else f" --tracking-uri {self.tracking_uri}"
         options += "" if self.experiment == TrackingConfig().experiment else f" --experiment {self.experiment}"
@@ -488,8 +490,9 @@ def conclude(cfg: SweepConfig, data: FeatureSet, parent: parent_run.ParentRun, r
     beta_grid = summary.beta_grid_projections(table, methods, checkpoints, cfg.trials.figure_points) if cfg.trials.beta_grid else []
     ahead = start_projections(beta_grid, projections)
     selection = select_sweep(cfg, table, checkpoints, data)
+    methods = selection.ranked(methods)  # every table and figure after this in the selection's order, the winner first
     report += "\n\n" + selection.summary()
-    texts.update({"leaderboard.txt": report, "selection.csv": selection.scores.to_csv(index=False)})
+    texts.update({"leaderboard.txt": report, "selection.csv": selection.scores.to_csv(index=False), "methods.csv": methods.to_csv(index=False)})
     tracking.log_summary(client, parent.run_id, {**parent_run.summary_metrics(table, methods), **parent_run.selection_metrics(selection)}, texts)
     tracking.tag_selection(client, parent.run_id, selection, cfg.description)
     registered = register_champion(cfg, parent, table, selection, data)

@@ -99,7 +99,9 @@ def manifest_tracks(source: ManifestSource) -> pd.DataFrame:
     if source.id_column:
         table["track_id"] = table[source.id_column]
     elif "track_id" not in table.columns:
-        table["track_id"] = [Path(p).stem for p in paths]
+        stems = [Path(p).stem for p in paths]
+        # Files of one name in several folders (pop/51.ogg, rock/51.ogg) are told apart by their paths, as a folder source does.
+        table["track_id"] = stems if len(set(stems)) == len(stems) else [PurePosixPath(p).with_suffix("").as_posix() for p in paths]
     text_columns = [c for c in source.text_columns if c in table.columns and c not in GENRE_LIKE_COLUMNS]
     return _tracks_frame(table, text_columns)
 
