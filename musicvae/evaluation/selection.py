@@ -144,9 +144,8 @@ class Selection:
         if self.winner is None or "input" not in scores:
             return pd.DataFrame()
         score = f"score_{self.rule}"
-        candidates = scores[~scores["degenerate"].astype(bool)].dropna(subset=[score])
-        ranked = candidates.sort_values([score, "score_pooled_silhouette"], ascending=False, kind="stable")
-        best = ranked.groupby("input", sort=False).head(1)
+        ranked = self.ranked(scores)
+        best = ranked[~ranked["degenerate"].astype(bool) & ranked[score].notna()].groupby("input", sort=False).head(1)
         columns = [
             "input",
             "method",
